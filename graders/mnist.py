@@ -291,9 +291,11 @@ def _write_raw_atomically(root: Path, files: dict[str, bytes]) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     raw = parent / "raw"
     staging = Path(tempfile.mkdtemp(prefix=".raw-staging-", dir=parent))
+    staging.chmod(0o755)  # readable by sandboxed kernels running as another user
     try:
         for name, content in files.items():
             (staging / name).write_bytes(content)
+            (staging / name).chmod(0o644)
         if raw.exists() and not _complete_raw_dir(raw):
             stale = Path(tempfile.mkdtemp(prefix=".raw-stale-", dir=parent))
             os.replace(raw, stale / "raw")

@@ -1,0 +1,125 @@
+"""Finding an assignment's parts in a notebook: which assignment, and which cells belong to which part.
+
+Students title parts in many ways (``## 1C · Reparameterization``, ``### Part C``, ``Problem 1 (c)``,
+``**P2. Dataset**``); the detection reads markdown headings (and bold-only lines) in order and keeps
+the last problem number it saw, so ``Part C`` under ``Problem 1`` becomes ``1C``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nbformat import NotebookNode
+
+ASSIGNMENT_MARKERS: dict[str, tuple[str, ...]] = {
+    "csci145-ps6": (
+        "gaussian_kernel", "K_train", "K_test", "kernel_model", "logreg_model", "logreg_losses",
+        "make_mlp", "sigmoid_derivative", "CSCI 145", "Problem Set 6", "Reparameterization",
+    ),
+    "ece685d-hw2": (
+        "residual_mlp_gradients", "MNISTTwoView", "two_view_dataset", "bce_loss", "bce_gradient",
+        "bce_hessian", "histories", "ECE 685", "Residual MLP", "Multi-View", "Newton",
+    ),
+}
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s*(.+?)\s*#*\s*$")
+_BOLD_LINE = re.compile(r"^\s*(\*\*|__)(.+?)(\*\*|__)\s*$")
+_PART_ID = re.compile(r"(?<![\w.])([12])\s*[.·\-]?\s*\(?([A-Da-d])\)?(?![\w])")
+_ECE_ID = re.compile(r"(?<![\w])P\s*([1-3])(?![\w])")
+_PROBLEM = re.compile(r"(?i)\b(?:problem|question|exercise|q)\s*([1-3])\b")
+_PART_LETTER = re.compile(r"(?i)\bpart\s*\(?([a-d])\)?(?![\w])")
+
+
+@dataclass(frozen=True)
+class Heading:
+    cell: int
+    level: int
+    text: str
+
+
+def detect_assignment(notebook: NotebookNode) -> str | None:
+    """The assignment a notebook answers: its metadata first, else the names and headings it uses."""
+    declared = notebook.metadata.get("nbgrade", {}).get("assignment")
+    if declared in ASSIGNMENT_MARKERS:
+        return declared
+    text = "\n".join(cell.source for cell in notebook.cells)
+    scores = {
+        assignment: sum(text.count(marker) > 0 for marker in markers)
+        for assignment, markers in ASSIGNMENT_MARKERS.items()
+    }
+    best = max(scores, key=scores.get)
+    return best if scores[best] >= 2 else None
+
+
+def headings(notebook: NotebookNode) -> list[Heading]:
+    found: list[Heading] = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            match = _HEADING.match(line)
+            if match:
+                found.append(Heading(index, len(match.group(1)), _plain(match.group(2))))
+                continue
+            bold = _BOLD_LINE.match(line)
+            if bold and len(bold.group(2)) < 80:
+                found.append(Heading(index, 7, _plain(bold.group(2))))
+    return found
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[*_`$\\]", "", text).strip()
+
+
+def part_of_heading(text: str, part_ids: tuple[str, ...], problem: str | None) -> tuple[str | None, str | None]:
+    """The part a heading opens (or None) and the problem number in force after it."""
+    problem_match = _PROBLEM.search(text)
+    if problem_match:
+        problem = problem_match.group(1)
+    for match in _ECE_ID.finditer(text):
+        candidate = f"P{match.group(1)}"
+        if candidate in part_ids:
+            return candidate, problem
+    for match in _PART_ID.finditer(text):
+        candidate = f"{match.group(1)}{match.group(2).upper()}"
+        if candidate in part_ids:
+            return candidate, match.group(1)
+    letter = _PART_LETTER.search(text)
+    if letter and problem and f"{problem}{letter.group(1).upper()}" in part_ids:
+        return f"{problem}{letter.group(1).upper()}", problem
+    if problem_match and f"P{problem}" in part_ids:
+        return f"P{problem}", problem
+    if "summary" in text.lower() and "1D" in part_ids:
+        return "1D", problem
+    return None, problem
+
+
+def assign_cells(notebook: NotebookNode, part_ids: tuple[str, ...]) -> dict[str, list[int]]:
+    """Map each part id to the indices of the cells under its heading (possibly empty)."""
+    cells: dict[str, list[int]] = {pid: [] for pid in part_ids}
+    opened_at: dict[int, str] = {}
+    problem: str | None = None
+    for heading in headings(notebook):
+        part, problem = part_of_heading(heading.text, part_ids, problem)
+        if part and heading.cell not in opened_at:
+            opened_at[heading.cell] = part
+    current: str | None = None
+    for index in range(len(notebook.cells)):
+        current = opened_at.get(index, current)
+        if current:
+            cells[current].append(index)
+    return cells
+
+
+def written_answer(notebook: NotebookNode, cells: list[int]) -> str | None:
+    """The markdown a student wrote in a part's cells (the first, heading-only cell excluded)."""
+    texts = []
+    for index in cells:
+        cell = notebook.cells[index]
+        if cell.cell_type != "markdown":
+            continue
+        body = "\n".join(line for line in cell.source.splitlines() if not _HEADING.match(line))
+        if body.strip():
+            texts.append(body.strip())
+    return "\n\n".join(texts) or None

@@ -1,0 +1,181 @@
+"""The finished grading result: plain data that the report stage and batch grading consume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from graders.checks import CheckResult, Outcome
+
+
+@dataclass(frozen=True)
+class GradedObject:
+    """Which object of the student's notebook was graded for a contract name, and why."""
+
+    contract_name: str
+    found_as: str | None
+    """The name in the student's namespace, or None when nothing was found."""
+    how: str
+    """``exact``, ``alias`` or ``discovered``; ``missing`` when not found."""
+    reason: str
+    """One sentence for the report (e.g. "the only nn.Module with a 784×10 weight")."""
+
+
+@dataclass(frozen=True)
+class CellIssue:
+    """A student cell that did not run cleanly."""
+
+    cell: int
+    """Index of the cell in the submitted notebook (0-based)."""
+    status: str
+    """``error``, ``timeout``, ``killed``, ``skipped`` or ``neutralized``."""
+    summary: str
+    """One line a student understands (``NameError: name 'X' is not defined``)."""
+    traceback: str = ""
+    """Instructor detail, ANSI stripped and truncated."""
+
+
+@dataclass(frozen=True)
+class PartResult:
+    id: str
+    title: str
+    score: float
+    max_score: float
+    self_graded_points: float
+    checks: tuple[CheckResult, ...]
+    graded_objects: tuple[GradedObject, ...] = ()
+    warnings: tuple[str, ...] = ()
+    cells: tuple[int, ...] = ()
+    """Indices of the submission's cells that belong to this part (by its headings)."""
+    answer_markdown: str | None = None
+    """The student's written answer for a self-graded share, when one was found."""
+
+    @property
+    def status(self) -> str:
+        if self.max_score == 0:
+            return "self-graded"
+        if all(c.passed for c in self.checks):
+            return "passed"
+        if any(c.passed for c in self.checks):
+            return "partial"
+        return "failed"
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """What happened when the notebook ran, without judging it."""
+
+    status: str
+    """``completed``, ``timed_out`` (total budget), ``not_run`` (not a notebook)."""
+    duration: float
+    cell_count: int
+    issues: tuple[CellIssue, ...] = ()
+    kernel_restarts: int = 0
+    notes: tuple[str, ...] = ()
+    """Sentences for the student: neutralised magics, skipped cells, truncated outputs."""
+
+
+@dataclass(frozen=True)
+class GradingResult:
+    """Everything known about one graded submission."""
+
+    assignment: str
+    assignment_title: str
+    submission: str
+    """File name of the submission (never a full path of the grading machine)."""
+    sha256: str
+    seed: int
+    graded_at: str
+    duration: float
+    versions: dict[str, str]
+    parts: tuple[PartResult, ...]
+    execution: ExecutionSummary
+    defined_names: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+    """Top-level sentences (the notebook could not be read, the harness failed, …)."""
+    status: str = "graded"
+    """``graded``, ``invalid_submission`` or ``harness_error``."""
+    public_only: bool = False
+    instructor_detail: str = ""
+    notebook_path: str | None = None
+    """Where the executed notebook (outputs capped) was written, for the report."""
+
+    @property
+    def score(self) -> float:
+        return sum(p.score for p in self.parts)
+
+    @property
+    def max_score(self) -> float:
+        return sum(p.max_score for p in self.parts)
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return [c for p in self.parts for c in p.checks]
+
+    def part(self, part_id: str) -> PartResult:
+        for part in self.parts:
+            if part.id == part_id:
+                return part
+        raise KeyError(part_id)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["parts"] = [
+            {**asdict(p), "checks": [c.to_dict() for c in p.checks], "status": p.status}
+            for p in self.parts
+        ]
+        data["score"] = self.score
+        data["max_score"] = self.max_score
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GradingResult":
+        parts = tuple(
+            PartResult(
+                id=p["id"],
+                title=p["title"],
+                score=p["score"],
+                max_score=p["max_score"],
+                self_graded_points=p["self_graded_points"],
+                checks=tuple(CheckResult.from_dict(c) for c in p["checks"]),
+                graded_objects=tuple(GradedObject(**g) for g in p["graded_objects"]),
+                warnings=tuple(p["warnings"]),
+                cells=tuple(p["cells"]),
+                answer_markdown=p["answer_markdown"],
+            )
+            for p in data["parts"]
+        )
+        ex = data["execution"]
+        execution = ExecutionSummary(
+            status=ex["status"],
+            duration=ex["duration"],
+            cell_count=ex["cell_count"],
+            issues=tuple(CellIssue(**i) for i in ex["issues"]),
+            kernel_restarts=ex["kernel_restarts"],
+            notes=tuple(ex["notes"]),
+        )
+        simple = {
+            k: data[k]
+            for k in (
+                "assignment", "assignment_title", "submission", "sha256", "seed", "graded_at",
+                "duration", "versions", "status", "public_only", "instructor_detail", "notebook_path",
+            )
+        }
+        return cls(
+            **simple,
+            parts=parts,
+            execution=execution,
+            defined_names=tuple(data["defined_names"]),
+            messages=tuple(data["messages"]),
+        )
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=str))
+
+
+def outcome_counts(result: GradingResult) -> dict[Outcome, int]:
+    counts = {o: 0 for o in Outcome}
+    for check in result.checks:
+        counts[check.outcome] += 1
+    return counts
