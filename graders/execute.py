@@ -77,9 +77,6 @@ class ExecutedNotebook:
     restarts: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def execution_counts(self) -> dict[int, int]:
-        """Kernel execution count → cell index, to place figures recorded in the kernel."""
-        return {run.execution_count: run.index for run in self.runs if run.execution_count is not None}
 
 
 @dataclass
@@ -409,14 +406,14 @@ class KernelSession:
                 self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory and was stopped")
 
     # -------------------------------------------------------------- running code
-    def run_cell(self, index: int, timeout: float) -> CellRun:
+    def run_cell(self, index: int, timeout: float, store_history: bool = True) -> CellRun:
         """Run cell ``index`` of the notebook; never raises for what the student's code does."""
         assert self.client is not None
         cell = self.client.nb.cells[index]
         self.client.timeout = max(1, int(min(timeout, self.deadline - time.monotonic())))
         started = time.monotonic()
         try:
-            self.client.execute_cell(cell, index)
+            self.client.execute_cell(cell, index, store_history=store_history)
         except (DeadKernelError, RuntimeError) as error:
             return CellRun(index, "killed", time.monotonic() - started, "DeadKernel", self.kill_reason or _died(error))
         except CellTimeoutError:
@@ -433,7 +430,7 @@ class KernelSession:
         cells.append(nbformat.v4.new_code_cell(source))
         index = len(cells) - 1
         try:
-            run = self.run_cell(index, timeout)
+            run = self.run_cell(index, timeout, store_history)
         finally:
             cells.pop(index)
         return run

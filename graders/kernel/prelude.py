@@ -73,7 +73,21 @@ def __nbgrade_prelude(seed, mnist_root):
         except Exception:
             pass
 
-    figures = {}
+    import weakref
+
+    figures = []
+    positions = weakref.WeakKeyDictionary()  # figure → its slot in `figures` (id() is reused after GC)
+    current_cell = [None]
+
+    def remember_cell(info=None, *_args, **_kwargs):
+        # Figures are placed by the source of the cell that drew them: execution counts differ
+        # between IPython versions, the cell's text does not.
+        import hashlib
+
+        try:
+            current_cell[0] = hashlib.sha1(info.raw_cell.encode("utf-8", "replace")).hexdigest()[:16]
+        except Exception:
+            current_cell[0] = None
 
     def describe(fig):
         axes = []
@@ -120,9 +134,12 @@ def __nbgrade_prelude(seed, mnist_root):
 
     def record(fig):
         try:
-            ip = get_ipython()  # noqa: F821 - defined in IPython kernels
-            count = ip.execution_count
-            figures[id(fig)] = {"execution_count": count, **describe(fig)}
+            record = {"cell_hash": current_cell[0], **describe(fig)}
+            if fig in positions:
+                figures[positions[fig]] = {**record, "cell_hash": figures[positions[fig]]["cell_hash"]}
+            else:
+                positions[fig] = len(figures)
+                figures.append(record)
         except Exception:
             pass
 
@@ -170,10 +187,11 @@ def __nbgrade_prelude(seed, mnist_root):
 
         ip = get_ipython()  # noqa: F821
         ip.events.callbacks["post_execute"].insert(0, record_open_figures)
+        ip.events.register("pre_run_cell", remember_cell)
     except Exception:
         pass
 
-    return lambda: list(figures.values())
+    return lambda: list(figures)
 
 
 __nbgrade_figures = __nbgrade_prelude(NBGRADE_SEED, NBGRADE_MNIST_ROOT)

@@ -1,0 +1,295 @@
+"""Grading one submission: execute → observe → judge → report, as a list of named steps.
+
+:func:`grade_submission` always returns a :class:`GradingResult`: a file that is not a notebook,
+a notebook that crashes or hangs, or a failure of the harness itself each become a valid result
+with a message, never an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import platform
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from graders.checks import CheckResult, Outcome
+from graders.config import GradeConfig
+from graders.execute import ExecutedNotebook, KernelSession, Workspace, execute_notebook
+from graders.judge import JudgeContext, graded_objects, judge_part
+from graders.mnist import ensure_mnist
+from graders.observe import Observations, ProbePlan, observe
+from graders.parts import assign_cells, detect_assignment, written_answer
+from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult
+from graders.rubrics import Assignment, get_assignment, sent_to_kernel
+from graders.kernel import kernel_source
+from graders.submission import InvalidSubmission, Submission, file_sha256, load_submission
+from graders.thresholds import thresholds_for
+
+KERNEL_GRACE_SECONDS = 60.0
+"""Extra wall-clock beyond the budgets before the grader stops waiting for the kernel stage."""
+
+
+class UsageError(Exception):
+    """A mistake in how the grader was called (unknown assignment, missing file): exit 2."""
+
+
+@dataclass
+class KernelStage:
+    """What the execute and observe stages produced (filled in by a worker thread)."""
+
+    executed: ExecutedNotebook | None = None
+    observations: Observations | None = None
+    error: str | None = None
+    peak_kernel_rss_mb: float = 0.0
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package, name in (("nbgrade-ml", "harness"), ("torch", "torch"), ("nbclient", "nbclient")):
+        try:
+            found[name] = version(package)
+        except PackageNotFoundError:
+            found[name] = "unknown"
+    return found
+
+
+def grade_submission(path: Path | str, config: GradeConfig | None = None, out_dir: Path | None = None) -> GradingResult:
+    """Grade one notebook; write results.json (and the report) into ``out_dir`` when given."""
+    config = config or GradeConfig()
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    started = time.monotonic()
+    try:
+        submission = load_submission(path)
+        result = _grade_notebook(submission, config, seed, started, out_dir)
+    except InvalidSubmission as error:
+        result = invalid_result(path, config, seed, str(error), time.monotonic() - started)
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the harness failing still yields a valid result
+        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        result = invalid_result(path, config, seed, "The grader failed on this submission; your instructor has the details.",
+                                time.monotonic() - started, status="harness_error", detail=detail)
+    if out_dir is not None:
+        write_outputs(result, out_dir, config)
+    return result
+
+
+def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, started: float, out_dir: Path | None) -> GradingResult:
+    assignment = resolve_assignment(submission, config)
+    mnist = ensure_mnist(config.mnist_root)
+    hidden = assignment.hidden_inputs(seed, mnist.root)
+    workspace = Workspace.create(mnist.root, slot=_slot(), switch_user=config.sandbox)
+    try:
+        stage = run_kernel_stage(submission, assignment, hidden, config, mnist.root, seed, workspace)
+        executed = stage.executed or _nothing_executed(submission)
+        observations = stage.observations or Observations(parts={})
+        part_cells = assign_cells(submission.notebook, tuple(p.id for p in assignment.rubric.parts))
+        parts = judge_submission(assignment, observations, hidden, executed, part_cells, submission, config)
+    finally:
+        workspace.cleanup()
+    notebook_path = None
+    if out_dir is not None:
+        notebook_path = save_executed_notebook(executed, out_dir)
+    return GradingResult(
+        assignment=assignment.id,
+        assignment_title=assignment.rubric.title,
+        submission=submission.name,
+        sha256=submission.sha256,
+        seed=seed,
+        graded_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        duration=round(time.monotonic() - started, 2),
+        versions=versions(),
+        parts=tuple(parts),
+        execution=execution_summary(executed, submission, stage),
+        defined_names=tuple(n.get("name", "") for n in observations.defined_names),
+        messages=tuple(_stage_messages(stage)),
+        public_only=config.public_only,
+        instructor_detail=stage.error or "",
+        notebook_path=notebook_path,
+    )
+
+
+def resolve_assignment(submission: Submission, config: GradeConfig) -> Assignment:
+    assignment_id = config.assignment or detect_assignment(submission.notebook)
+    if assignment_id is None:
+        raise InvalidSubmission(
+            f"{submission.name}: could not tell which assignment this notebook answers "
+            "(no metadata and too few of the assignment's names); grade it with --assignment."
+        )
+    return get_assignment(assignment_id)
+
+
+def run_kernel_stage(
+    submission: Submission, assignment: Assignment, hidden: dict, config: GradeConfig, mnist_root: Path, seed: int,
+    workspace: Workspace,
+) -> KernelStage:
+    """Execute and observe in a worker thread, with a hard wall-clock limit on top of the watchdog.
+
+    The observations stay in ``workspace`` (read lazily by the judge); the caller cleans it up.
+    """
+    stage = KernelStage()
+    session = KernelSession(submission.runnable, workspace, config.limits, mnist_root, seed, sandbox=config.sandbox)
+    source = kernel_source(assignment.probes)
+    probed = tuple(p.id for p in assignment.rubric.parts if f"def probe_{p.id}(" in source)
+    plan = ProbePlan(source, sent_to_kernel(hidden, probed))
+
+    def work() -> None:
+        try:
+            session.start()
+            stage.executed = execute_notebook(session, config.limits)
+            if session.client is None:
+                session.start()  # the kernel died at the very end: probes need a live kernel
+            stage.observations = observe(session, stage.executed, plan, config.limits.probe_timeout)
+        except Exception as error:  # noqa: BLE001
+            stage.error = "".join(traceback.format_exception(type(error), error, error.__traceback__))[-6000:]
+
+    budget = config.limits.total_timeout + config.limits.probe_timeout * (len(probed) + 1) + 120 + KERNEL_GRACE_SECONDS
+    worker = threading.Thread(target=work, daemon=True, name="nbgrade-kernel")
+    worker.start()
+    worker.join(budget)
+    if worker.is_alive():
+        stage.error = (stage.error or "") + f"kernel stage exceeded {budget:.0f} s; the kernel was killed"
+        session.kill("the grader's hard time limit was reached")
+        worker.join(10)
+    stage.peak_kernel_rss_mb = session.peak_rss_kb / 1024
+    session.shutdown()
+    return stage
+
+
+_slot_lock = threading.Lock()
+_slot_counter = [0]
+
+
+def _slot() -> int:
+    """A sandbox uid slot unique within this process (parallel graders use separate processes)."""
+    import os
+
+    with _slot_lock:
+        _slot_counter[0] += 1
+        return (os.getpid() * 7 + _slot_counter[0]) % 4000
+
+
+def judge_submission(
+    assignment: Assignment,
+    observations: Observations,
+    hidden: dict,
+    executed: ExecutedNotebook,
+    part_cells: dict[str, list[int]],
+    submission: Submission,
+    config: GradeConfig,
+) -> list[PartResult]:
+    reference = None if config.public_only else importlib.import_module(assignment.reference_module)
+    thresholds = thresholds_for(assignment.id)
+    parts = []
+    for spec in assignment.rubric.parts:
+        ctx = JudgeContext(spec.id, observations, hidden, executed, part_cells, reference, thresholds)
+        checks = judge_part(assignment.rubric, spec.id, ctx, config.public_only)
+        observation = observations.part(spec.id)
+        answer = written_answer(submission.notebook, part_cells.get(spec.id, [])) if spec.self_graded_points or spec.self_graded_prompt else None
+        parts.append(
+            PartResult(
+                id=spec.id,
+                title=spec.title,
+                score=sum(c.score for c in checks),
+                max_score=spec.points,
+                self_graded_points=spec.self_graded_points,
+                checks=tuple(checks),
+                graded_objects=graded_objects(observation),
+                warnings=tuple(dict.fromkeys(w for c in checks for w in c.warnings)),
+                cells=tuple(part_cells.get(spec.id, [])),
+                answer_markdown=answer,
+            )
+        )
+    return parts
+
+
+def execution_summary(executed: ExecutedNotebook, submission: Submission, stage: KernelStage) -> ExecutionSummary:
+    issues = tuple(
+        CellIssue(run.index, run.status, run.summary, run.traceback) for run in executed.runs if run.status != "ok"
+    )
+    notes = [*submission.notes, *executed.notes]
+    return ExecutionSummary(
+        status=executed.status,
+        duration=round(executed.duration, 2),
+        cell_count=len(submission.notebook.cells),
+        issues=issues,
+        kernel_restarts=executed.restarts,
+        notes=tuple(notes),
+    )
+
+
+def _stage_messages(stage: KernelStage) -> list[str]:
+    if stage.error and stage.executed is None:
+        return ["The notebook could not be run to the end; parts that needed it score 0."]
+    return []
+
+
+def _nothing_executed(submission: Submission) -> ExecutedNotebook:
+    return ExecutedNotebook(submission.runnable, [], 0.0, "not_run")
+
+
+def invalid_result(
+    path: Path, config: GradeConfig, seed: int, message: str, duration: float,
+    status: str = "invalid_submission", detail: str = "",
+) -> GradingResult:
+    """A zero for every check of the assignment (when known), with one clear message."""
+    assignment_id = config.assignment
+    parts: tuple[PartResult, ...] = ()
+    title = "Unknown assignment"
+    if assignment_id:
+        assignment = get_assignment(assignment_id)
+        title = assignment.rubric.title
+        parts = tuple(
+            PartResult(
+                id=spec.id, title=spec.title, score=0.0, max_score=spec.points, self_graded_points=spec.self_graded_points,
+                checks=tuple(
+                    CheckResult(name=c.name, part=c.part, description=c.description, outcome=Outcome.NOT_RUN, score=0.0,
+                                max_score=c.points, message=message, hidden_inputs=c.hidden_inputs, visibility=c.visibility)
+                    for c in assignment.rubric.checks_for(spec.id)
+                ),
+            )
+            for spec in assignment.rubric.parts
+        )
+    sha = file_sha256(path) if path.is_file() else ""
+    return GradingResult(
+        assignment=assignment_id or "unknown", assignment_title=title, submission=path.name, sha256=sha, seed=seed,
+        graded_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), duration=round(duration, 2),
+        versions=versions(), parts=parts, execution=ExecutionSummary("not_run", 0.0, 0), messages=(message,),
+        status=status, public_only=config.public_only, instructor_detail=detail,
+    )
+
+
+def save_executed_notebook(executed: ExecutedNotebook, out_dir: Path) -> str:
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "executed.ipynb"
+    nbformat.write(executed.notebook, str(target))
+    return target.name
+
+
+def write_outputs(result: GradingResult, out_dir: Path, config: GradeConfig) -> None:
+    """results.json (Gradescope), grading.json (everything, for reports and batch), report.html."""
+    from graders.gradescope import write_results_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_results_json(result, out_dir / "results.json", instructor=config.instructor)
+    result.write_json(out_dir / "grading.json")
+    if config.write_report:
+        try:
+            from graders.report import write_report
+
+            write_report(result, out_dir, instructor=config.instructor)
+        except ImportError:
+            pass

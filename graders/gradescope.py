@@ -1,0 +1,84 @@
+"""Gradescope's results.json, from a finished :class:`GradingResult`.
+
+Format: top-level ``score``, ``execution_time``, ``output`` and ``tests``; each test has a
+``name`` starting with its part id, ``score``, ``max_score``, ``status`` (passed / failed),
+``output``, ``visibility`` and ``tags``. Every check is visible so students see their total (a
+single hidden test hides it on Gradescope); checks on hidden inputs say so without revealing
+them. Outputs are truncated so the file stays well under 1 MB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from graders.checks import CheckResult, Outcome
+from graders.result import GradingResult
+
+MAX_TEST_OUTPUT = 4000
+MAX_TOP_OUTPUT = 20000
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 40] + "\n… (truncated)"
+
+
+def check_output(check: CheckResult, instructor: bool = False) -> str:
+    """What a student reads under one test on Gradescope."""
+    if check.outcome is Outcome.PASSED:
+        lines = [f"✓ {check.description}"]
+    else:
+        lines = [f"✗ {check.description}", check.message]
+        if check.expected:
+            lines.append(f"Expected: {check.expected}")
+        if check.got:
+            lines.append(f"Got: {check.got}")
+        if check.mistake:
+            lines.append(f"Likely mistake: {check.mistake}")
+    lines.extend(f"Warning: {w}" for w in check.warnings)
+    if check.hidden_inputs:
+        lines.append("(checked on inputs drawn at grading time)")
+    if instructor and check.detail:
+        lines.append("Instructor detail:\n" + check.detail)
+    return _truncate("\n".join(line for line in lines if line), MAX_TEST_OUTPUT)
+
+
+def top_output(result: GradingResult) -> str:
+    lines = [f"{result.assignment_title}: {result.score:g} / {result.max_score:g} autograded points."]
+    lines.extend(result.messages)
+    for issue in result.execution.issues[:20]:
+        lines.append(f"Cell {issue.cell + 1}: {issue.status}: {issue.summary}")
+    lines.extend(result.execution.notes[:20])
+    for part in result.parts:
+        if part.self_graded_points:
+            lines.append(f"{part.id}: {part.self_graded_points:g} more points are self-graded against the solution.")
+    return _truncate("\n".join(lines), MAX_TOP_OUTPUT)
+
+
+def to_gradescope(result: GradingResult, instructor: bool = False) -> dict:
+    tests = []
+    for part in result.parts:
+        for check in part.checks:
+            tests.append(
+                {
+                    "name": f"{part.id} · {check.name}",
+                    "score": round(check.score, 4),
+                    "max_score": check.max_score,
+                    "status": "passed" if check.passed else "failed",
+                    "output": check_output(check, instructor),
+                    "visibility": check.visibility.value,
+                    "tags": [part.id, check.outcome.value],
+                }
+            )
+    return {
+        "score": round(result.score, 4),
+        "execution_time": round(float(result.duration), 2),
+        "output": top_output(result),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+def write_results_json(result: GradingResult, path: Path, instructor: bool = False) -> None:
+    path.write_text(json.dumps(to_gradescope(result, instructor), indent=1, ensure_ascii=False))

@@ -1,0 +1,213 @@
+"""Judge: run each registered claim against the observations, in the grader process.
+
+Reference solutions are imported here and only here (and never in public-only mode). A check
+that raises :class:`CheckFailure` fails with its message; a check that raises anything else is
+*errored*, scores zero and keeps the traceback as instructor detail. Nothing fails open.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from nbformat import NotebookNode
+
+from graders.checks import CheckFailure, CheckResult, CheckSpec, Outcome, Rubric, not_run
+from graders.execute import CellRun, ExecutedNotebook
+from graders.observe import FigureRecord, Found, Observations, PartObservation, cells_defining
+from graders.result import GradedObject
+
+
+@dataclass
+class JudgeContext:
+    """What a check body can see: observations, hidden inputs, the reference, and a warning pad."""
+
+    part_id: str
+    observations: Observations
+    hidden: dict[str, dict[str, Any]]
+    """Part id → the hidden inputs the grader drew (and kept) for it."""
+    executed: ExecutedNotebook
+    part_cells: dict[str, list[int]]
+    reference: Any
+    """The assignment's reference module, or None in public-only mode."""
+    thresholds: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    # -------------------------------------------------------------- access
+    @property
+    def obs(self) -> PartObservation:
+        return self.observations.part(self.part_id)
+
+    def obs_of(self, part_id: str) -> PartObservation:
+        return self.observations.part(part_id)
+
+    def inputs(self, part_id: str | None = None) -> dict[str, Any]:
+        return self.hidden.get(part_id or self.part_id, {})
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def ref(self) -> Any:
+        if self.reference is None:
+            not_run("this check compares with the reference solution; it runs when your work is graded")
+        return self.reference
+
+    # -------------------------------------------------------------- requirements
+    def require(self, contract: str, part_id: str | None = None) -> Found:
+        """The student's object for ``contract``, or a NOT_RUN saying why it could not be graded."""
+        obs = self.obs_of(part_id or self.part_id)
+        if obs.status != "ok":
+            not_run(f"the grader could not inspect `{contract}`: {obs.problem}")
+        found = obs.found(contract)
+        if found.found_as is None:
+            not_run(self.missing_message(contract, found))
+        return found
+
+    def missing_message(self, contract: str, found: Found) -> str:
+        text = f"`{contract}` is not defined in your notebook"
+        if found.how == "ambiguous":
+            text = f"`{contract}` is not defined, and {found.reason.split(';')[0]}"
+        crashed = self.crashed_cells_defining(contract)
+        if crashed:
+            run = crashed[0]
+            text += f" (cell {run.index + 1}, which defines it, raised {run.summary})"
+        else:
+            names = sorted(n["name"] for n in self.observations.defined_names)[:25]
+            if names:
+                text += f". Names your notebook defines: {', '.join(names)}"
+        return text + "."
+
+    def crashed_cells_defining(self, name: str) -> list[CellRun]:
+        defining = set(cells_defining(self.executed.notebook, name))
+        return [r for r in self.executed.runs if r.index in defining and r.status != "ok"]
+
+    def array(self, key: str, what: str, part_id: str | None = None) -> np.ndarray:
+        """An array the probe saved, or a NOT_RUN explaining the error the student's code raised."""
+        obs = self.obs_of(part_id or self.part_id)
+        value = obs.array(key)
+        if value is not None:
+            return value
+        error = obs.error(key)
+        if error:
+            not_run(f"calling {what} raised {error.get('type')}: {error.get('message')}", detail=error.get("traceback"))
+        not_run(f"{what} produced no array the grader could read")
+
+    def call_error(self, key: str, part_id: str | None = None) -> dict[str, str] | None:
+        return self.obs_of(part_id or self.part_id).error(key)
+
+    def find_figures(self, satisfies: Callable[[list[FigureRecord]], bool]) -> bool:
+        """Whether the part's figures satisfy ``satisfies``; else all of the notebook's (with a warning)."""
+        cells = set(self.part_cells.get(self.part_id, []))
+        mine = [f for f in self.observations.figures if f.cell in cells]
+        if satisfies(mine):
+            return True
+        if satisfies(list(self.observations.figures)):
+            if cells:
+                self.warn(f"the figure was found outside the cells under the {self.part_id} heading.")
+            return True
+        return False
+
+
+def run_check(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
+    """Run one claim; map its ending to a closed :class:`Outcome`."""
+    ctx.warnings = []
+    base = dict(
+        name=spec.name,
+        part=spec.part,
+        description=spec.description,
+        max_score=spec.points,
+        hidden_inputs=spec.hidden_inputs,
+        visibility=spec.visibility,
+    )
+    try:
+        spec.body(ctx)
+    except CheckFailure as failure:
+        return CheckResult(
+            **base,
+            outcome=failure.outcome,
+            score=0.0,
+            message=failure.message,
+            expected=failure.expected,
+            got=failure.got,
+            mistake=failure.mistake or (spec.hint if failure.outcome is Outcome.FAILED else None),
+            warnings=tuple(ctx.warnings),
+            detail=failure.detail,
+        )
+    except Exception as error:  # noqa: BLE001 - a grader bug must not crash grading
+        return CheckResult(
+            **base,
+            outcome=Outcome.ERRORED,
+            score=0.0,
+            message="The grader could not evaluate this check; your instructor has the details.",
+            detail="".join(traceback.format_exception(type(error), error, error.__traceback__))[-6000:],
+        )
+    return CheckResult(**base, outcome=Outcome.PASSED, score=spec.points, warnings=tuple(ctx.warnings))
+
+
+def judge_part(rubric: Rubric, part_id: str, ctx: JudgeContext, public_only: bool) -> list[CheckResult]:
+    results = []
+    for spec in rubric.checks_for(part_id):
+        if public_only and not spec.public:
+            results.append(
+                CheckResult(
+                    name=spec.name, part=spec.part, description=spec.description, outcome=Outcome.NOT_RUN,
+                    score=0.0, max_score=spec.points,
+                    message="Hidden check: it runs when your submission is graded.",
+                    hidden_inputs=spec.hidden_inputs, visibility=spec.visibility,
+                )
+            )
+            continue
+        results.append(run_check(spec, ctx))
+    return results
+
+
+def graded_objects(obs: PartObservation) -> tuple[GradedObject, ...]:
+    found = obs.values.get("found", {}) if isinstance(obs.values.get("found"), dict) else {}
+    return tuple(
+        GradedObject(
+            contract_name=str(name),
+            found_as=info.get("found_as") if isinstance(info, dict) else None,
+            how=str(info.get("how", "missing")) if isinstance(info, dict) else "missing",
+            reason=str(info.get("reason", ""))[:300] if isinstance(info, dict) else "",
+        )
+        for name, info in list(found.items())[:20]
+    )
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """‖got − expected‖ / ‖expected‖ in float64 (absolute when the reference is zero)."""
+    got = np.asarray(got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if got.shape != expected.shape:
+        return float("inf")
+    if not np.all(np.isfinite(got)):
+        return float("inf")
+    scale = np.linalg.norm(expected)
+    diff = np.linalg.norm(got - expected)
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def name_mistake(
+    got: np.ndarray, candidates: dict[str, Callable[[], np.ndarray]], rtol: float
+) -> str | None:
+    """The first catalogued wrong formula that reproduces what the student returned."""
+    for description, make in candidates.items():
+        try:
+            wrong = make()
+        except Exception:  # noqa: BLE001 - a catalogue entry that cannot apply is skipped
+            continue
+        if np.shape(wrong) == np.shape(got) and relative_error(got, wrong) <= rtol:
+            return description
+    return None
+
+
+def shape_text(array: np.ndarray | tuple) -> str:
+    shape = array.shape if hasattr(array, "shape") else tuple(array)
+    return "×".join(str(s) for s in shape) if len(shape) else "scalar"
+
+
+def cell_notebook(executed: ExecutedNotebook) -> NotebookNode:
+    return executed.notebook
