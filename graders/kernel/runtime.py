@@ -46,7 +46,7 @@ class Probe:
         if contract in ns and not _is_ipython_name(contract):
             return self._found(contract, contract, "exact", "defined under the contract name")
         for alias in aliases:
-            if alias in ns:
+            if alias in ns and (predicate is None or _satisfies(predicate, ns[alias])):
                 return self._found(contract, alias, "alias", f"`{alias}` is a documented alias of `{contract}`")
         if predicate is not None:
             matches = []
@@ -117,6 +117,13 @@ class Probe:
     def finish(self):
         with open(_os.path.join(self.out_dir, "values.json"), "w") as handle:
             _json.dump(self.values, handle, default=str)
+
+
+def _satisfies(predicate, value):
+    try:
+        return bool(predicate(value))
+    except Exception:
+        return False
 
 
 def _raise_timeout(signum, frame):
