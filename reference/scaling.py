@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from graders.mnist import ensure_mnist
-from reference.csci145_ps6 import measure_scaling
+from reference.csci145_ps6 import ScalingRow, measure_scaling
 
 DEFAULT_OUTPUT = Path(__file__).parent / "data" / "scaling_1d.json"
 DEFAULT_NS = (250, 500, 1000, 2000, 4000)
@@ -59,7 +59,7 @@ def build_scaling_table(ns: Sequence[int], steps: int = 20, seed: int = 0) -> di
     }
 
 
-def format_table(rows: Sequence[dict]) -> str:
+def format_table(rows: Sequence[ScalingRow]) -> str:
     """Render rows as a plain-text table for the terminal."""
     lines = [f"{'n':>6} {'variant':>8} {'ms/step':>10} {'setup s':>9} {'peak MB':>9}"]
     for row in rows:
