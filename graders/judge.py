@@ -129,7 +129,7 @@ def run_check(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
             **base,
             outcome=failure.outcome,
             score=0.0,
-            message=failure.message,
+            message=failure.message + _graded_as_note(failure.message, ctx.obs),
             expected=failure.expected,
             got=failure.got,
             mistake=failure.mistake or (spec.hint if failure.outcome is Outcome.FAILED else None),
@@ -145,6 +145,15 @@ def run_check(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
             detail="".join(traceback.format_exception(type(error), error, error.__traceback__))[-6000:],
         )
     return CheckResult(**base, outcome=Outcome.PASSED, score=spec.points, warnings=tuple(ctx.warnings))
+
+
+def _graded_as_note(message: str, obs: PartObservation) -> str:
+    """Say which object stood in for a contract name the message mentions (alias or discovery)."""
+    notes = []
+    for contract, info in (obs.values.get("found") or {}).items():
+        if isinstance(info, dict) and info.get("how") in ("alias", "discovered") and f"{contract}" in message:
+            notes.append(f" (graded `{info.get('found_as')}` as `{contract}`: {info.get('reason')})")
+    return "".join(notes[:2])
 
 
 def judge_part(rubric: Rubric, part_id: str, ctx: JudgeContext, public_only: bool) -> list[CheckResult]:
