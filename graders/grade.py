@@ -291,5 +291,7 @@ def write_outputs(result: GradingResult, out_dir: Path, config: GradeConfig) -> 
             from graders.report import write_report
 
             write_report(result, out_dir, instructor=config.instructor)
-        except ImportError:
-            pass
+        except Exception as error:  # noqa: BLE001 - results.json is written; a report failure must not lose it
+            import sys
+
+            print(f"grade: warning: report.html not written ({type(error).__name__}: {error})", file=sys.stderr)
