@@ -163,7 +163,9 @@ def run_kernel_stage(
         session.kill("the grader's hard time limit was reached")
         worker.join(10)
     stage.peak_kernel_rss_mb = session.peak_rss_kb / 1024
-    session.shutdown()
+    closer = threading.Thread(target=session.shutdown, daemon=True, name="nbgrade-shutdown")
+    closer.start()
+    closer.join(30)  # the kernel's processes are killed regardless; never wait forever on a client
     return stage
 
 

@@ -105,6 +105,7 @@ def datasets_have_contract_lengths(ctx: JudgeContext) -> None:
 
 @check("1A", 2, "items are (image, int label) with a 1×28×28 or 784-value image", public=True)
 def items_are_image_label_pairs(ctx: JudgeContext) -> None:
+    _warn_if_unbalanced(ctx)
     for name in ("train_set", "test_set"):
         ctx.require(name, "1A")
         item = ctx.obs.get(f"{name}.item") or {}
@@ -120,6 +121,14 @@ def items_are_image_label_pairs(ctx: JudgeContext) -> None:
         if int(np.prod(label_shape)) != 1:
             fail(f"{name}[0][1] has shape {label_shape}; expected an integer label.", got=str(item.get("label_repr")),
                  mistake="the label is one-hot encoded; keep the integer class (nn.CrossEntropyLoss takes class indices).")
+
+
+def _warn_if_unbalanced(ctx: JudgeContext) -> None:
+    labels = ctx.obs_of("1A").array("train_set.labels")
+    if labels is not None and len(labels) >= 500:
+        counts = np.bincount(np.clip(labels, 0, 9), minlength=10)
+        if counts.min() < 0.25 * len(labels) / 10:
+            ctx.warn(f"train_set's classes are very unbalanced (per-digit counts {counts.tolist()}): is the draw really random?")
 
 
 def _row_keys(images: np.ndarray) -> list[bytes]:
@@ -248,6 +257,8 @@ def logreg_losses_has_100_decreasing(ctx: JudgeContext) -> None:
     if not values[-1] < values[0]:
         fail(f"the last loss ({values[-1]:.4g}) is not below the first ({values[0]:.4g}): training did not reduce the loss.",
              mistake="check that optimizer.zero_grad(), loss.backward() and optimizer.step() run at every step.")
+    if np.max(values) > 3 * values[0]:
+        ctx.warn(f"the loss spikes to {np.max(values):.3g} (from {values[0]:.3g}): the learning rate may be too large.")
 
 
 @check("1B", 6, "logreg_model reaches the test-accuracy threshold on digits the grader holds back", hidden_inputs=True)
@@ -357,6 +368,9 @@ def K_train_is_valid_kernel(ctx: JudgeContext) -> None:
 
 def _warn_if_identity(ctx: JudgeContext, K: np.ndarray) -> bool:
     off = K[~np.eye(len(K), dtype=bool)] if len(K) > 1 else np.zeros(1)
+    if float(np.mean(off)) > 0.98:
+        ctx.warn(f"K_train is nearly constant (mean off-diagonal {float(np.mean(off)):.3f}): σ is very large for the pixel scale, "
+                 "so every image looks alike to the kernel.")
     if float(np.mean(off)) < 1e-3:
         ctx.warn(f"K_train is nearly the identity (mean off-diagonal {float(np.mean(off)):.1e}): σ is too small for the pixel scale, "
                  "so every image looks unrelated to every other; try σ near the median distance between images.")
