@@ -96,6 +96,11 @@ class SelfGradeView:
     """Pre-filled choice (``grade pdf --self-grade``); the page itself restores from localStorage."""
     comment: str = ""
 
+    @property
+    def points(self) -> float | None:
+        """Points of the pre-filled choice, None when nothing was chosen."""
+        return None if self.level is None else round(self.max_points * self.level / 10, 2)
+
 
 @dataclass(frozen=True)
 class PartView:
@@ -139,6 +144,12 @@ class ReportPage:
     nonce: str
     data: dict[str, Any]
     issues_outside_parts: tuple[CellIssue, ...] = ()
+
+    @property
+    def self_scored(self) -> float | None:
+        """Sum of the pre-filled self-grades, None when none was given (the page's script fills it in)."""
+        chosen = [p.self_grade.points for p in self.parts if p.self_grade and p.self_grade.points is not None]
+        return sum(chosen) if chosen else None
 
 
 # ---------------------------------------------------------------------------------------------
