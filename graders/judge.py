@@ -70,6 +70,8 @@ class JudgeContext:
         text = f"`{contract}` is not defined in your notebook"
         if found.how == "ambiguous":
             text = f"`{contract}` is not defined, and {found.reason.split(';')[0]}"
+        if found.how == "placeholder":
+            return f"`{contract}` is still None, the template's placeholder: assign your own object to it."
         crashed = self.crashed_cells_defining(contract)
         if crashed:
             run = crashed[0]

@@ -117,8 +117,8 @@ def written_answer(notebook: NotebookNode, cells: list[int]) -> str | None:
     texts = []
     for index in cells:
         cell = notebook.cells[index]
-        if cell.cell_type != "markdown":
-            continue
+        if cell.cell_type != "markdown" or "problem-statement" in cell.get("metadata", {}).get("tags", []):
+            continue  # the templates tag their problem statements: they are not the student's answer
         body = "\n".join(line for line in cell.source.splitlines() if not _HEADING.match(line))
         if body.strip():
             texts.append(body.strip())

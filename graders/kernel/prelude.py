@@ -54,6 +54,11 @@ def __nbgrade_prelude(seed, mnist_root):
     sys.modules["google.colab"], sys.modules["google.colab.drive"] = colab, drive
     sys.modules["google.colab.files"] = files
 
+    # The templates' `from graders import check; check("1C")` cells: the grader runs every check itself.
+    local_checks = types.ModuleType("graders")
+    local_checks.check = lambda *a, **k: print("[grader] check() is skipped while grading: every check runs after your notebook.")
+    sys.modules["graders"] = local_checks
+
     if mnist_root:
         try:
             import shutil

@@ -43,7 +43,8 @@ class Probe:
     def find(self, contract, aliases=(), predicate=None, describe=""):
         """The student's object for a contract name: exact, then alias, then discovered."""
         ns = self.ns
-        if contract in ns and not _is_ipython_name(contract):
+        placeholder = ns.get(contract, ...) is None  # a template stub left as None: look further, then say so
+        if contract in ns and not placeholder and not _is_ipython_name(contract):
             return self._found(contract, contract, "exact", "defined under the contract name")
         for alias in aliases:
             if alias in ns and (predicate is None or _satisfies(predicate, ns[alias])):
@@ -66,6 +67,9 @@ class Probe:
                     "reason": f"several candidates ({', '.join(sorted(matches)[:5])}) are {describe}; none named `{contract}`",
                 }
                 return None
+        if placeholder:
+            self.values["found"][contract] = {"found_as": None, "how": "placeholder", "reason": f"`{contract}` is still None"}
+            return None
         self.values["found"][contract] = {"found_as": None, "how": "missing", "reason": f"`{contract}` is not defined"}
         return None
 

@@ -1,0 +1,335 @@
+"""A student's local checks: ``from graders import check; check("1C")`` in the live notebook.
+
+The same machinery as grading, run in-process against the student's live namespace: the
+assignment's kernel-side probe (``graders/kernel/runtime.py`` + ``probes_<assignment>.py``, read
+with :func:`graders.kernel.kernel_source`) calls the student's objects on freshly drawn inputs and
+writes what came back into a temporary exchange directory; the part's *public* checks then judge
+that data through :func:`graders.judge.judge_part` with no reference solution. Hidden checks are
+listed but not run: they compare with the reference, which only the instructor has.
+
+Nothing here changes the student's session: random-number states, ``torch`` grad mode and the
+train/eval flags of their modules are restored after the probe ran. Figures are seen only when
+they were drawn after ``graders.local`` was first imported (the first check cell), because the
+recorder that sees them is installed then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import random
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import nbformat
+
+from graders.checks import CheckResult, Outcome, Rubric
+from graders.execute import ExecutedNotebook
+from graders.judge import JudgeContext, judge_part
+from graders.kernel import kernel_source
+from graders.observe import FigureRecord, Observations, PartObservation, write_inputs
+from graders.parts import ASSIGNMENT_MARKERS
+from graders.rubrics import Assignment, get_assignment, sent_to_kernel
+from graders.thresholds import thresholds_for
+
+PROBE_CALL_TIMEOUT = 60.0
+"""Seconds one call of the student's code may take inside a local probe."""
+MAX_VALUES_BYTES = 8 * 1024 * 1024
+PART_IDS: dict[str, str] = {"1A": "csci145-ps6", "1B": "csci145-ps6", "1C": "csci145-ps6", "1D": "csci145-ps6",
+                            "2A": "csci145-ps6", "2B": "csci145-ps6", "2C": "csci145-ps6",
+                            "P1": "ece685d-hw2", "P2": "ece685d-hw2", "P3": "ece685d-hw2"}
+"""Part id → the assignment it belongs to (part ids are unique across assignments)."""
+
+
+class LocalCheckError(ValueError):
+    """``check()`` was called in a way it cannot answer (unknown part, unknown assignment)."""
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """The public checks of one part, run on the live namespace, and the hidden ones not run."""
+
+    part_id: str
+    title: str
+    results: tuple[CheckResult, ...]
+    hidden: int
+    """How many of the part's checks are hidden (run only when the notebook is graded)."""
+    self_graded: bool
+
+
+def check(part: str | None = None, *, assignment: str | None = None) -> None:
+    """Run the public checks of ``part`` (all parts when None) on this notebook's objects, and print them.
+
+    ``assignment`` is only needed when it cannot be told from the part id or the names defined.
+    """
+    namespace = user_namespace()
+    try:
+        reports = run_local_checks(namespace, part, assignment)
+    except LocalCheckError as error:
+        print(f"check: {error}")
+        return
+    print(format_reports(reports, figures_seen=bool(recorded_figures())))
+
+
+def run_local_checks(namespace: dict[str, Any], part: str | None = None, assignment: str | None = None) -> list[PartReport]:
+    """Observe and judge the public checks of ``part`` (or every part) against ``namespace``."""
+    spec = resolve_assignment(namespace, part, assignment)
+    rubric = spec.rubric
+    part_ids = [part.upper()] if part else [p.id for p in rubric.parts]
+    unknown = [p for p in part_ids if p not in {q.id for q in rubric.parts}]
+    if unknown:
+        raise LocalCheckError(f"{', '.join(unknown)} is not a part of {spec.id} (parts: {', '.join(p.id for p in rubric.parts)}).")
+    hidden = session_inputs(spec.id)
+    with tempfile.TemporaryDirectory(prefix="nbgrade-check-") as exchange:
+        observations = observe_namespace(namespace, spec, tuple(part_ids), hidden, Path(exchange))
+        return [judge_locally(rubric, pid, observations, hidden, namespace) for pid in part_ids]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the student's objects are, and which assignment they answer
+# ---------------------------------------------------------------------------------------------
+def user_namespace() -> dict[str, Any]:
+    """The IPython user namespace; outside IPython, the globals of whoever called :func:`check`."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        return shell.user_ns
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals if frame is not None else {}
+
+
+def resolve_assignment(namespace: dict[str, Any], part: str | None, assignment: str | None) -> Assignment:
+    """The assignment named, else the one the part id belongs to, else the one whose names are defined."""
+    if assignment is None and part is not None:
+        assignment = PART_IDS.get(part.upper())
+        if assignment is None:
+            raise LocalCheckError(f"unknown part {part!r}; parts are {', '.join(PART_IDS)}.")
+    if assignment is None:
+        scores = {a: sum(m in namespace for m in markers) for a, markers in ASSIGNMENT_MARKERS.items()}
+        assignment = max(scores, key=scores.get)
+        if scores[assignment] == 0:
+            raise LocalCheckError("none of the assignment's names is defined yet: name a part, e.g. check(\"1A\").")
+    return get_assignment(assignment)
+
+
+@functools.lru_cache(maxsize=4)
+def session_inputs(assignment_id: str) -> dict[str, dict[str, Any]]:
+    """Inputs drawn once per session from a fresh seed (grading draws its own, from another seed)."""
+    from graders.mnist import ensure_mnist
+
+    spec = get_assignment(assignment_id)
+    return spec.hidden_inputs(secrets.randbelow(2**31), ensure_mnist().root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Observe: the real kernel-side probes, run in-process on the live namespace
+# ---------------------------------------------------------------------------------------------
+def observe_namespace(
+    namespace: dict[str, Any], spec: Assignment, part_ids: tuple[str, ...], hidden: dict[str, dict[str, Any]], exchange: Path
+) -> Observations:
+    """Run each part's probe against ``namespace``; read back what it wrote, as data."""
+    source = kernel_source("runtime") + "\n" + kernel_source(spec.probes) + "\n"
+    probe_ns: dict[str, Any] = {"__name__": "__nbgrade__", "USER_NS": namespace}
+    exec(compile(source, f"<nbgrade local probes {spec.id}>", "exec"), probe_ns)  # noqa: S102 - our own kernel-side text
+    probed = tuple(p for p in part_ids if f"probe_{p}" in probe_ns)
+    inputs = sent_to_kernel(hidden, probed)
+    parts: dict[str, PartObservation] = {}
+    with preserved_session_state(namespace):
+        for pid in probed:
+            write_inputs(exchange, pid, inputs[pid], uid=None)
+            probe_ns["run_probe"](namespace, str(exchange), pid, probe_ns[f"probe_{pid}"], PROBE_CALL_TIMEOUT)
+            parts[pid] = read_part(exchange, pid)
+    figures = [FigureRecord(None, str(r.get("suptitle", "")), tuple(r.get("axes", ())), tuple(r.get("texts", ())))
+               for r in recorded_figures()]
+    return Observations(parts, figures, probe_ns["defined_names"](namespace))
+
+
+def read_part(exchange: Path, part_id: str) -> PartObservation:
+    directory = exchange / "outputs" / part_id
+    path = directory / "values.json"
+    if not path.is_file() or path.stat().st_size > MAX_VALUES_BYTES:
+        return PartObservation(part_id, {}, None, "error", "the check could not read what your objects returned")
+    return PartObservation(part_id, json.loads(path.read_text()), directory)
+
+
+@contextlib.contextmanager
+def preserved_session_state(namespace: dict[str, Any]) -> Iterator[None]:
+    """Restore random states, grad mode and modules' train/eval flags that the probes may change."""
+    python_state = random.getstate()
+    numpy_state = _numpy_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.random.get_rng_state() if torch is not None else None
+    grad_enabled = torch.is_grad_enabled() if torch is not None else None
+    modes = _module_modes(namespace, torch)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        if numpy_state is not None:
+            sys.modules["numpy"].random.set_state(numpy_state)
+        if torch is not None:
+            torch.random.set_rng_state(torch_state)
+            torch.set_grad_enabled(grad_enabled)
+        for module, training in modes:
+            module.training = training
+
+
+def _numpy_state() -> Any:
+    numpy = sys.modules.get("numpy")
+    return numpy.random.get_state() if numpy is not None else None
+
+
+def _module_modes(namespace: dict[str, Any], torch: Any) -> list[tuple[Any, bool]]:
+    if torch is None:
+        return []
+    modules = [v for v in list(namespace.values()) if isinstance(v, torch.nn.Module)]
+    return [(sub, sub.training) for module in modules for sub in module.modules()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures drawn in this session (the grader's prelude records them in a graded kernel)
+# ---------------------------------------------------------------------------------------------
+_FIGURES: list[dict[str, Any]] = []
+_RECORDER_INSTALLED = [False]
+
+
+def recorded_figures() -> list[dict[str, Any]]:
+    return list(_FIGURES)
+
+
+def describe_figure(figure: Any) -> dict[str, Any]:
+    """The parts of a figure's structure that the public figure checks read (as the grader's prelude records them)."""
+    axes = []
+    for ax in figure.axes:
+        legend = ax.get_legend()
+        axes.append({
+            "title": " ".join(t for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if t),
+            "xlabel": ax.get_xlabel(),
+            "ylabel": ax.get_ylabel(),
+            "images": len(ax.images),
+            "image_shapes": [list(getattr(im.get_array(), "shape", ())) for im in ax.images[:3]],
+            "lines": [{"label": str(line.get_label()), "linestyle": str(line.get_linestyle()),
+                       "points": int(len(line.get_xdata())), "visible": bool(line.get_visible())} for line in ax.lines[:50]],
+            "texts": [t.get_text() for t in ax.texts[:30]],
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+            "collections": len(ax.collections),
+            "patches": len(ax.patches),
+            "visible": bool(ax.get_visible() and ax.axison or ax.images or ax.lines),
+            "geometry": _geometry(ax),
+        })
+    suptitle = getattr(figure, "_suptitle", None)
+    return {"suptitle": suptitle.get_text() if suptitle is not None else "", "axes": axes,
+            "texts": [t.get_text() for t in figure.texts[:30]]}
+
+
+def _geometry(ax: Any) -> list[int] | None:
+    try:
+        spec = ax.get_subplotspec()
+        grid = spec.get_gridspec()
+        return [grid.nrows, grid.ncols, spec.rowspan.start, spec.colspan.start]
+    except Exception:  # noqa: BLE001 - axes placed by hand have no grid
+        return None
+
+
+def _record_open_figures(*_args: Any, **_kwargs: Any) -> None:
+    try:
+        from matplotlib import _pylab_helpers
+
+        for manager in list(_pylab_helpers.Gcf.get_all_fig_managers()):
+            _FIGURES.append(describe_figure(manager.canvas.figure))
+        del _FIGURES[:-50]
+    except Exception:  # noqa: BLE001 - recording must never disturb the student's session
+        pass
+
+
+def install_figure_recorder() -> None:
+    """Record every figure open at the end of a cell from now on (inline backends close them after)."""
+    if _RECORDER_INSTALLED[0]:
+        return
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is None:
+        return
+    shell.events.callbacks["post_execute"].insert(0, _record_open_figures)
+    _RECORDER_INSTALLED[0] = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Judge: the public checks, with no reference solution
+# ---------------------------------------------------------------------------------------------
+def history_notebook(namespace: dict[str, Any]) -> ExecutedNotebook:
+    """The session's executed inputs as a notebook, so messages can name the cell that defines a name."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(str(source)) for source in list(namespace.get("In", []))[1:]]
+    return ExecutedNotebook(notebook, [], 0.0)
+
+
+def judge_locally(rubric: Rubric, part_id: str, observations: Observations, hidden: dict, namespace: dict[str, Any]) -> PartReport:
+    ctx = JudgeContext(part_id, observations, hidden, history_notebook(namespace), {}, None, thresholds_for(rubric.assignment))
+    results = judge_part(rubric, part_id, ctx, public_only=True)
+    spec = rubric.part(part_id)
+    public = tuple(r for r, c in zip(results, rubric.checks_for(part_id)) if c.public)
+    return PartReport(part_id, spec.title, public, len(results) - len(public), bool(spec.self_graded_points))
+
+
+# ---------------------------------------------------------------------------------------------
+# Report: a short pass/fail list
+# ---------------------------------------------------------------------------------------------
+MARKS = {Outcome.PASSED: "✓", Outcome.FAILED: "✗", Outcome.ERRORED: "!", Outcome.TIMED_OUT: "⏱", Outcome.NOT_RUN: "–"}
+
+
+def format_reports(reports: list[PartReport], figures_seen: bool = True) -> str:
+    lines: list[str] = []
+    for report in reports:
+        passed = sum(r.passed for r in report.results)
+        if report.results:
+            lines.append(f"{report.part_id} · {report.title}: {passed}/{len(report.results)} public checks passed")
+        else:
+            lines.append(f"{report.part_id} · {report.title}: no public checks")
+        for result in report.results:
+            lines.extend(format_result(result))
+        notes = []
+        if report.hidden:
+            notes.append(f"{report.hidden} more check{'s' if report.hidden > 1 else ''} (hidden) run when your notebook is graded")
+        if report.self_graded:
+            notes.append("the written part is self-graded against the solution")
+        if notes:
+            lines.append("  (" + "; ".join(notes) + ")")
+    if not figures_seen and any("figure" in r.description for rep in reports for r in rep.results if not r.passed):
+        lines.append("No figure has been recorded yet: figures are seen from the first `from graders import check` on; "
+                     "re-run the cells that draw them, then check again.")
+    return "\n".join(lines)
+
+
+def format_result(result: CheckResult) -> list[str]:
+    lines = [f"  {MARKS[result.outcome]} {result.description}"]
+    if result.passed:
+        lines.extend(f"      note: {w}" for w in result.warnings)
+        return lines
+    lines.append(f"      {result.message}")
+    if result.expected:
+        lines.append(f"      expected: {result.expected}")
+    if result.got:
+        lines.append(f"      got: {result.got}")
+    if result.mistake:
+        lines.append(f"      hint: {result.mistake}")
+    return lines
+
+
+install_figure_recorder()
