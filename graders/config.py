@@ -57,3 +57,5 @@ class GradeConfig:
     """Jupyter kernel to use; None runs the grader's own Python as an ipykernel."""
     write_report: bool = True
     """Write report.html beside results.json."""
+    hide: tuple[str, ...] = ()
+    """More directories the kernel must not see (the Gradescope autograder's source and results)."""

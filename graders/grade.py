@@ -139,7 +139,7 @@ def run_kernel_stage(
     The observations stay in ``workspace`` (read lazily by the judge); the caller cleans it up.
     """
     stage = KernelStage()
-    session = KernelSession(submission.runnable, workspace, config.limits, mnist_root, seed, sandbox=config.sandbox)
+    session = KernelSession(submission.runnable, workspace, config.limits, mnist_root, seed, sandbox=config.sandbox, hide=config.hide)
     source = kernel_source(assignment.probes)
     probed = tuple(p.id for p in assignment.rubric.parts if f"def probe_{p.id}(" in source)
     plan = ProbePlan(source, sent_to_kernel(hidden, probed))
