@@ -54,7 +54,7 @@ class RenderLimits:
 
     max_output_chars: int = 20_000
     """Characters of one text output shown (head and tail kept)."""
-    max_output_lines: int = 400
+    max_output_lines: int = 200
     """Lines of one text output shown (head and tail kept)."""
     max_source_chars: int = 60_000
     """Characters of one cell's source shown."""
@@ -392,10 +392,19 @@ def render_cells(notebook: NotebookNode, indices: Iterable[int], limits: RenderL
 # ---------------------------------------------------------------------------------------------
 # Templates
 # ---------------------------------------------------------------------------------------------
+_BACKTICKS = re.compile(r"`([^`\n]{1,200})`")
+
+
+def inline_code(text: object) -> Markup:
+    """Grader messages as escaped text, with `backticked` names shown as code (escaping comes first)."""
+    return Markup(_BACKTICKS.sub(r"<code>\1</code>", str(escape("" if text is None else text))))
+
+
 @lru_cache(maxsize=1)
 def template_environment() -> Environment:
     """Jinja with autoescaping on for every template: anything not already Markup is escaped."""
     env = Environment(loader=PackageLoader("graders", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["pygments_css"] = pygments_css
+    env.filters["ticks"] = inline_code
     return env

@@ -22,7 +22,7 @@ import nbformat
 from markupsafe import Markup
 from nbformat import NotebookNode
 
-from graders.checks import CheckResult, Outcome, Visibility
+from graders.checks import CheckResult, PartSpec, Visibility
 from graders.parts import assign_cells
 from graders.render import REPORT_LIMITS, CellFragment, RenderLimits, render_cells, render_markdown, template_environment
 from graders.result import CellIssue, GradedObject, GradingResult, PartResult
@@ -231,14 +231,18 @@ def check_view(check: CheckResult, instructor: bool) -> CheckView:
     )
 
 
-def self_grade_specs(assignment: str) -> dict[str, tuple[float, str]]:
-    """Part id → (self-graded points, prompt) for parts with a written, self-graded share."""
+def rubric_parts(assignment: str) -> tuple[PartSpec, ...]:
+    """The assignment's parts from its rubric (empty when the assignment is unknown)."""
     from graders.rubrics import get_assignment
 
     try:
-        parts = get_assignment(assignment).rubric.parts
+        return get_assignment(assignment).rubric.parts
     except (KeyError, ImportError):
-        return {}
+        return ()
+
+
+def self_grade_specs(parts: tuple[PartSpec, ...]) -> dict[str, tuple[float, str]]:
+    """Part id → (self-graded points, prompt) for parts with a written, self-graded share."""
     return {p.id: (p.self_graded_points, p.self_graded_prompt or "")
             for p in parts if p.self_graded_points > 0 or p.self_graded_prompt}
 
@@ -303,10 +307,12 @@ def page_data(result: GradingResult, parts: tuple[PartView, ...]) -> dict[str, A
 def build_page(result: GradingResult, *, instructor: bool = False, notebook: NotebookNode | None = None,
                limits: RenderLimits = REPORT_LIMITS, prefill: dict[str, Any] | None = None) -> ReportPage:
     """Everything the report template prints, computed once from the result."""
-    part_ids = tuple(p.id for p in result.parts)
-    reference = load_reference(result.assignment, part_ids, result.public_only) if part_ids else ReferenceMaterial(
+    specs = rubric_parts(result.assignment)
+    # All of the rubric's ids, so a part's reference cells end where the next part begins.
+    part_ids = tuple(p.id for p in specs) or tuple(p.id for p in result.parts)
+    reference = load_reference(result.assignment, part_ids, result.public_only) if result.parts else ReferenceMaterial(
         unavailable="No part of this submission could be graded.")
-    self_specs = self_grade_specs(result.assignment)
+    self_specs = self_grade_specs(specs)
     parts = tuple(part_view(p, result, notebook, reference, self_specs, instructor, limits, prefill) for p in result.parts)
     in_parts = {c for p in result.parts for c in p.cells}
     notebook_note = "" if notebook is not None else "The executed notebook is not available, so your cells are not shown."
@@ -352,4 +358,4 @@ def read_self_grade(path: Path) -> dict[str, Any]:
     return {str(entry.get("part")): entry for entry in data.get("self_graded", []) if isinstance(entry, dict)}
 
 
-__all__ = ["render_html_report", "write_report", "build_page", "read_self_grade", "REPORT_FILE", "Outcome"]
+__all__ = ["render_html_report", "write_report", "build_page", "read_self_grade", "REPORT_FILE"]
