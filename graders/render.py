@@ -355,14 +355,16 @@ def _rich_output(data: Mapping[str, Any], limits: RenderLimits) -> OutputFragmen
 def _merged_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Consecutive stream outputs of the same name joined, as Jupyter shows them."""
     merged: list[Mapping[str, Any]] = []
+    pieces: list[list[str]] = []
     for output in outputs:
         previous = merged[-1] if merged else None
         if (output.get("output_type") == "stream" and previous is not None and previous.get("output_type") == "stream"
                 and previous.get("name") == output.get("name")):
-            merged[-1] = {**previous, "text": _joined(previous.get("text", "")) + _joined(output.get("text", ""))}
+            pieces[-1].append(_joined(output.get("text", "")))
         else:
             merged.append(output)
-    return merged
+            pieces.append([_joined(output.get("text", ""))] if output.get("output_type") == "stream" else [])
+    return [{**o, "text": "".join(p)} if o.get("output_type") == "stream" else o for o, p in zip(merged, pieces)]
 
 
 def render_cell(cell: NotebookNode, index: int, limits: RenderLimits = REPORT_LIMITS) -> CellFragment:
