@@ -197,8 +197,8 @@ SIGN = "sign error: ∂L/∂ŷ = (2/N)(ŷ − y), not (2/N)(y − ŷ)"
 SKIP_DROPPED = "the identity path of the residual is dropped in backprop: e_{ℓ−1} = e_ℓ + W_ℓ δ_ℓ, the skip connection passes e_ℓ back unchanged"
 G_NOT_G_PRIME = "g is used where g′ belongs: δ_ℓ = e_ℓ ⊙ g′(a_ℓ), not e_ℓ ⊙ g(a_ℓ)"
 TANH_HARDCODED = "g′ is hard-coded as tanh′ (1 − tanh²): use the g_prime argument"
-B3_TWICE = "∂L/∂b₃ is averaged twice: it is (2/N) Σ_i (ŷ_i − y_i), with one 1/N"
-B3_SUMMED = "∂L/∂b₃ is summed without the 1/N: it is (2/N) Σ_i (ŷ_i − y_i)"
+B3_TWICE = "∂L/∂b₃ is averaged twice (divided by N twice): it is (2/N) Σ_i (ŷ_i − y_i), with one 1/N"
+B3_SUMMED = "∂L/∂b₃ is summed without the 1/N (sum instead of mean): it is (2/N) Σ_i (ŷ_i − y_i)"
 
 
 def residual_mistakes(X: np.ndarray, Y: np.ndarray, p: dict[str, np.ndarray], activation: str) -> dict[str, dict[str, Callable[[], np.ndarray]]]:
