@@ -1,0 +1,340 @@
+"""Batch grading: a folder, zip or Gradescope export in; per-submission results, a gradebook and a class summary out.
+
+    grade SUBMISSIONS [--out DIR] [-j N] [--force] [--seed N] [--scheduler ADDRESS | --cluster slurm]
+
+The orchestrator, as a list of named steps (:func:`grade_batch`):
+
+1. collect the submissions (:mod:`graders.collect`);
+2. fix the batch's seed — ``--seed``, else the one recorded in ``DIR/manifest.json``, else one
+   drawn now and recorded — so that every submission, and every later regrade, sees the same
+   hidden inputs;
+3. skip what ``DIR`` already holds for the same notebook content, harness version, seed and
+   settings (unless ``--force``);
+4. grade the rest, each submission in a worker process (:mod:`graders.pool`) or on a Dask
+   cluster (:mod:`graders.cluster`), into a staging folder that is moved to ``DIR/<id>/`` once
+   complete — a worker that dies still gives its submission a row, marked ``crashed``;
+5. write ``DIR/gradebook.csv`` (:mod:`graders.gradebook`) and ``DIR/summary.html``
+   (:mod:`graders.class_summary`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+
+from graders.collect import BatchInputError, BatchItem, CollectedBatch, collect_submissions
+from graders.config import GradeConfig
+from graders.gradebook import GradebookRow, row_from_result, write_gradebook
+from graders.pool import GradeTask, TaskOutcome, local_host, run_local
+from graders.progress import BatchProgress, format_duration
+from graders.result import GradingResult
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+GRADEBOOK_NAME = "gradebook.csv"
+SUMMARY_NAME = "summary.html"
+STAGING_DIR = ".staging"
+LOG_DIR = ".logs"
+CRASH_MESSAGE = "The grader stopped while grading this submission; your instructor has the details."
+
+
+class BatchUsageError(Exception):
+    """A mistake in how the batch was asked for (bad --jobs, cluster extra missing …): exit 2."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch run produced."""
+
+    out_dir: Path
+    rows: list[GradebookRow]
+    graded: int
+    """Submissions graded in this run."""
+    skipped: int
+    """Submissions already graded in ``out_dir`` (same content, harness, seed and settings)."""
+    seed: int
+    seconds: float
+    kind: str
+    """``folder``, ``zip``, ``gradescope`` or ``gradescope-zip``."""
+
+    @property
+    def gradebook(self) -> Path:
+        return self.out_dir / GRADEBOOK_NAME
+
+    @property
+    def summary(self) -> Path:
+        return self.out_dir / SUMMARY_NAME
+
+    def row(self, item_id: str) -> GradebookRow:
+        return next(row for row in self.rows if row.id == item_id)
+
+
+# ----------------------------------------------------------------------------- manifest
+@dataclass
+class Manifest:
+    """``DIR/manifest.json``: the batch's seed and, per submission, what was graded and how."""
+
+    seed: int | None = None
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "Manifest":
+        path = out_dir / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            return cls()
+        return cls(seed=data.get("seed"), entries=dict(data.get("submissions", {})))
+
+    def save(self, out_dir: Path) -> None:
+        """Written after every submission (atomically), so an interrupted batch resumes."""
+        data = {"format": MANIFEST_FORMAT, "seed": self.seed, "submissions": self.entries}
+        temporary = out_dir / (MANIFEST_NAME + ".tmp")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(temporary, out_dir / MANIFEST_NAME)
+
+    def is_current(self, item: BatchItem, key: dict[str, str], out_dir: Path) -> bool:
+        """Already graded: same content and grading key, its files present, and not a crash."""
+        entry = self.entries.get(item.id)
+        return (
+            entry is not None
+            and entry.get("sha256") == item.sha256
+            and entry.get("source") == item.source
+            and all(entry.get(k) == v for k, v in key.items())
+            and entry.get("row", {}).get("status") != "crashed"
+            and (out_dir / item.id / "grading.json").is_file()
+        )
+
+
+def grading_key(config: GradeConfig) -> dict[str, str]:
+    """What makes two gradings of the same notebook comparable: harness version, seed, settings.
+
+    Threads are left out: they depend on the number of workers, not on what is graded.
+    """
+    from graders.grade import versions
+
+    settings = asdict(config)
+    settings.pop("seed")
+    settings["limits"].pop("threads")
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"harness": versions()["harness"], "seed": str(config.seed), "settings": digest}
+
+
+def batch_seed(config: GradeConfig, manifest: Manifest) -> int:
+    """``--seed``, else the seed this folder was graded with, else one drawn now (and recorded)."""
+    if config.seed is not None:
+        return config.seed
+    if isinstance(manifest.seed, int):
+        return manifest.seed
+    return secrets.randbelow(2**31)
+
+
+# ----------------------------------------------------------------------------- the batch
+def grade_batch(
+    source: Path,
+    out_dir: Path,
+    config: GradeConfig,
+    jobs: int | None = None,
+    force: bool = False,
+    scheduler: str | None = None,
+    *,
+    cluster: str | None = None,
+    cluster_workers: int = 2,
+    stream: TextIO | None = None,
+    tty: bool | None = None,
+) -> BatchResult:
+    """Grade every submission under ``source`` into ``out_dir``; see the module docstring."""
+    started = time.monotonic()
+    workers = jobs or os.cpu_count() or 1
+    if workers < 1:
+        raise BatchUsageError(f"-j/--jobs must be at least 1 (got {jobs})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    collected = collect_submissions(source, exclude=out_dir)
+    try:
+        manifest = Manifest.load(out_dir)
+        config = replace(config, seed=batch_seed(config, manifest), limits=config.limits.scaled_for_workers(workers))
+        manifest.seed = config.seed
+        run = BatchRun(collected, out_dir, config, manifest, force)
+        run.grade(workers, scheduler, cluster, cluster_workers, BatchProgress(len(collected.items), 0, stream, tty))
+        run.write_outputs()
+    finally:
+        collected.cleanup()
+        shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
+    return BatchResult(out_dir, run.ordered_rows(), run.graded, run.skipped, config.seed or 0,
+                       round(time.monotonic() - started, 2), collected.kind)
+
+
+class BatchRun:
+    """The state of one batch run: which items to grade, the rows so far, the manifest."""
+
+    def __init__(self, collected: CollectedBatch, out_dir: Path, config: GradeConfig, manifest: Manifest, force: bool) -> None:
+        self.items = {item.id: item for item in collected.items}
+        self.out_dir = out_dir
+        self.config = config
+        self.manifest = manifest
+        self.key = grading_key(config)
+        self.rows: dict[str, GradebookRow] = {}
+        self.graded = 0
+        self.progress = BatchProgress(0)
+        self.todo = [item for item in collected.items if force or not manifest.is_current(item, self.key, out_dir)]
+        self.skipped = len(collected.items) - len(self.todo)
+        todo_ids = {item.id for item in self.todo}
+        for item in collected.items:
+            if item.id not in todo_ids:
+                row = GradebookRow.from_dict(manifest.entries[item.id]["row"])
+                self.rows[item.id] = replace(row, name=item.name, email=item.email)
+
+    def grade(self, workers: int, scheduler: str | None, cluster: str | None, cluster_workers: int, progress: BatchProgress) -> None:
+        """Grade the items that need it, recording each as it finishes."""
+        progress.skipped = self.skipped
+        progress.start()
+        self.progress = progress
+        staging = self.out_dir / STAGING_DIR
+        shutil.rmtree(staging, ignore_errors=True)
+        tasks = []
+        for item in self.todo:
+            if item.path is None:
+                result = invalid_item_result(item, self.config)
+                self.record(item, result, row_from_result(item.id, result, host=local_host()), worker="")
+            else:
+                tasks.append(GradeTask(item.id, item.path, staging / item.id))
+        if tasks:
+            self._execute(tasks, workers, scheduler, cluster, cluster_workers)
+        progress.finish()
+
+    def _execute(self, tasks: list[GradeTask], workers: int, scheduler: str | None, cluster: str | None, cluster_workers: int) -> None:
+        if scheduler or cluster:
+            try:
+                from graders.cluster import run_on_cluster
+            except ImportError as error:
+                raise BatchUsageError(f"--scheduler/--cluster need Dask: pip install 'nbgrade-ml[cluster]' ({error})") from None
+            run_on_cluster(tasks, self.config, self.on_done, address=scheduler, cluster=cluster, workers=cluster_workers)
+        else:
+            (self.out_dir / LOG_DIR).mkdir(exist_ok=True)
+            run_local(tasks, self.config, workers, self.on_done, log_dir=self.out_dir / LOG_DIR)
+
+    def on_done(self, outcome: TaskOutcome) -> None:
+        """Move a finished submission into place (or write its crash result) and record its row."""
+        item = self.items[outcome.id]
+        staging = self.out_dir / STAGING_DIR / item.id
+        if outcome.graded and (staging / "grading.json").is_file():
+            final = commit_folder(staging, self.out_dir / item.id)
+            result = GradingResult.from_dict(json.loads((final / "grading.json").read_text()))
+            row = GradebookRow.from_dict(outcome.row) if outcome.row else row_from_result(item.id, result, host=outcome.host)
+            self.record(item, result, row, outcome.worker)
+        else:
+            result = crash_result(item, self.config, outcome)
+            self.record(item, result, row_from_result(item.id, result, host=outcome.host, crashed=True), outcome.worker)
+
+    def record(self, item: BatchItem, result: GradingResult, row: GradebookRow, worker: str) -> None:
+        """Write outputs for results made here (crash, no notebook), update rows, manifest and progress."""
+        if row.status == "crashed" or item.path is None:
+            shutil.rmtree(self.out_dir / item.id, ignore_errors=True)
+            write_result_files(result, self.out_dir / item.id, self.config)
+        row = replace(row, name=item.name, email=item.email)
+        self.rows[item.id] = row
+        self.graded += 1
+        self.manifest.entries[item.id] = {
+            "sha256": item.sha256, "source": item.source, **self.key, "row": row.to_dict(),
+            "worker": worker, "graded_at": result.graded_at,
+        }
+        self.manifest.save(self.out_dir)
+        self.progress.update(item.id, row.total, row.max_total, row.status, row.seconds)
+
+    def ordered_rows(self) -> list[GradebookRow]:
+        return [self.rows[item_id] for item_id in self.items if item_id in self.rows]
+
+    def write_outputs(self) -> None:
+        """gradebook.csv and summary.html over every submission of the input (graded now or before)."""
+        from graders.class_summary import write_class_summary
+
+        rows = self.ordered_rows()
+        write_gradebook(rows, self.out_dir / GRADEBOOK_NAME)
+        results = {row.id: load_result(self.out_dir / row.id) for row in rows}
+        write_class_summary(rows, results, self.out_dir / SUMMARY_NAME, seed=self.config.seed)
+
+
+# ----------------------------------------------------------------------------- results made by the batch
+def invalid_item_result(item: BatchItem, config: GradeConfig) -> GradingResult:
+    """The result of a submission that has no gradable notebook (none found, too large)."""
+    from graders.grade import invalid_result
+
+    return invalid_result(Path(item.source), config, config.seed or 0, item.problem or "Nothing to grade.", 0.0)
+
+
+def crash_result(item: BatchItem, config: GradeConfig, outcome: TaskOutcome) -> GradingResult:
+    """A zero with one message for a submission whose worker died or hung (detail for the instructor)."""
+    from graders.grade import invalid_result
+
+    assert item.path is not None
+    detail = f"worker {outcome.worker or '?'} on {outcome.host}: {outcome.error or 'no result was written'}"
+    return invalid_result(item.path, config, config.seed or 0, CRASH_MESSAGE, outcome.seconds, status="harness_error", detail=detail)
+
+
+def write_result_files(result: GradingResult, out_dir: Path, config: GradeConfig) -> None:
+    from graders.grade import write_outputs
+
+    write_outputs(result, out_dir, config)
+
+
+def commit_folder(staging: Path, final: Path) -> Path:
+    """Replace ``final`` by the complete ``staging`` folder (a rename on the same filesystem)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final
+
+
+def load_result(folder: Path) -> GradingResult | None:
+    try:
+        return GradingResult.from_dict(json.loads((folder / "grading.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- command line
+def default_out_dir(path: Path) -> Path:
+    """``<folder>.graded/`` beside a folder, ``<name>.graded/`` beside ``<name>.zip``."""
+    base = path.stem if path.is_file() else path.name
+    return path.with_name(base + ".graded")
+
+
+def run_batch_cli(path: Path, args: argparse.Namespace, config: GradeConfig) -> int:
+    """``grade SUBMISSIONS …``: grade the batch, print where its outputs are; 2 on a usage error."""
+    out_dir = args.out or default_out_dir(path.resolve())
+    scheduler = getattr(args, "scheduler", None) or (os.environ.get("DASK_SCHEDULER_ADDRESS") if not getattr(args, "cluster", None) else None)
+    try:
+        result = grade_batch(path, out_dir, config, getattr(args, "jobs", None), getattr(args, "force", False), scheduler,
+                             cluster=getattr(args, "cluster", None), cluster_workers=getattr(args, "workers", 2) or 2)
+    except (BatchInputError, BatchUsageError) as error:
+        print(f"grade: error: {error}", file=sys.stderr)
+        return 2
+    print(format_batch_result(result))
+    return 0
+
+
+def format_batch_result(result: BatchResult) -> str:
+    graded = [row for row in result.rows if row.status in ("graded", "timed_out")]
+    mean = sum(row.total for row in graded) / len(graded) if graded else 0.0
+    maximum = max((row.max_total for row in graded), default=0.0)
+    problems = [row for row in result.rows if row.status != "graded"]
+    lines = [
+        f"{len(result.rows)} submissions ({result.kind}): {result.graded} graded now, {result.skipped} already graded; "
+        f"seed {result.seed}; {format_duration(result.seconds)}",
+        f"  mean {mean:.1f} / {maximum:g} over {len(graded)} graded",
+    ]
+    lines.extend(f"  ! {row.id}: {row.status}" for row in problems[:20])
+    lines.append(f"  written: {result.gradebook}, {result.summary}, and one folder per submission in {result.out_dir}")
+    return "\n".join(lines)
+
