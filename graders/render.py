@@ -65,7 +65,7 @@ class RenderLimits:
 
 
 REPORT_LIMITS = RenderLimits()
-PDF_LIMITS = RenderLimits(max_output_chars=12_000, max_output_lines=250)
+PDF_LIMITS = RenderLimits(max_output_chars=8_000, max_output_lines=120)
 
 
 @dataclass(frozen=True)
