@@ -297,11 +297,10 @@ def truncate_text(text: str, limits: RenderLimits) -> tuple[str, str]:
 
 def _clean_stream(text: str) -> str:
     """Strip ANSI colours and apply carriage returns (progress bars) as a terminal would."""
-    text = _ANSI.sub("", text)
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
     if "\r" not in text:
         return text
-    return "\n".join(line.rsplit("\r", 1)[-1] if not line.endswith("\r") else line.rstrip("\r").rsplit("\r", 1)[-1]
-                     for line in text.replace("\r\n", "\n").split("\n"))
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
 def _joined(value: Any) -> str:

@@ -143,8 +143,6 @@ class ReportPage:
     self_graded_max: float
     nonce: str
     data: dict[str, Any]
-    issues_outside_parts: tuple[CellIssue, ...] = ()
-
     @property
     def self_scored(self) -> float | None:
         """Sum of the pre-filled self-grades, None when none was given (the page's script fills it in)."""
@@ -314,14 +312,12 @@ def build_page(result: GradingResult, *, instructor: bool = False, notebook: Not
         unavailable="No part of this submission could be graded.")
     self_specs = self_grade_specs(specs)
     parts = tuple(part_view(p, result, notebook, reference, self_specs, instructor, limits, prefill) for p in result.parts)
-    in_parts = {c for p in result.parts for c in p.cells}
     notebook_note = "" if notebook is not None else "The executed notebook is not available, so your cells are not shown."
     return ReportPage(
         result=result, instructor=instructor, parts=parts, reference_note=reference.unavailable,
         notebook_note=notebook_note,
         self_graded_max=sum(p.self_grade.max_points for p in parts if p.self_grade),
         nonce=secrets.token_urlsafe(18), data=page_data(result, parts),
-        issues_outside_parts=tuple(i for i in result.execution.issues if i.cell not in in_parts),
     )
 
 

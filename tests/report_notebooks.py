@@ -92,7 +92,7 @@ Math: $\\href{{javascript:{PWN}=5}}{{x}}$ and $\\text{{<img src=x onerror={PWN}=
 HUGE_CHARS = 3_000_000
 
 
-def _png_bytes() -> bytes:
+def png_bytes() -> bytes:
     """A valid 1×1 PNG (so the test can tell real images from fake ones)."""
     return base64.b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -114,7 +114,7 @@ def hostile_notebook() -> NotebookNode:
         out("display_data", data={"image/svg+xml": f'<svg xmlns="http://www.w3.org/2000/svg" onload="{PWN}=10">'
                                                    f'<script>{PWN}=11</script></svg>'}),
         out("display_data", data={"image/png": base64.b64encode(b"<script>" + PWN.encode() + b"=12</script>").decode()}),
-        out("display_data", data={"image/png": base64.b64encode(_png_bytes()).decode(), "text/plain": "<Figure>"}),
+        out("display_data", data={"image/png": base64.b64encode(png_bytes()).decode(), "text/plain": "<Figure>"}),
         out("display_data", data={"text/markdown": f"<script>{PWN}=13</script> **bold**"}),
         out("error", ename="<script>", evalue=f"{PWN}=14", traceback=[f"\x1b[31m<script>{PWN}=14</script>\x1b[0m"]),
         out("stream", name="stdout", text="huge line of output\n" * (HUGE_CHARS // 20)),

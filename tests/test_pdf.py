@@ -105,7 +105,7 @@ def test_hostile_notebook_pdf_shows_markup_as_text_and_requests_nothing(pdf_tool
 
 def test_ten_megabyte_output_gives_a_pdf_of_a_few_megabytes(pdf_tools, tmp_path):
     nb = make_notebook([("markdown", "## 1A · Loading MNIST"), "print('x')"], assignment="csci145-ps6")
-    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="0123456789" * 99 + "\n") for _ in range(10_000)]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=("0123456789" * 99 + "\n") * 10_000)]
     notebook = write_notebook(nb, tmp_path / "huge.ipynb")
     assert notebook.stat().st_size > 10_000_000
     outcome = render_pdf(PdfRequest(notebook))

@@ -11,7 +11,6 @@ import base64
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -20,8 +19,8 @@ from graders import render
 from graders.config import GradeConfig
 from graders.grade import invalid_result
 from graders.report import build_page, read_self_grade, render_html_report, write_report
-from tests.report_notebooks import (PWN, _png_bytes, failing_notebook, graded_once, hostile_notebook, hostile_result,
-                                    reference_notebook, write_hostile)
+from tests.report_notebooks import (PWN, png_bytes, failing_notebook, graded_once, hostile_result, reference_notebook,
+                                    write_hostile)
 
 CSCI_PARTS = ("1A", "1B", "1C", "1D", "2A", "2B", "2C")
 
@@ -211,7 +210,7 @@ def test_markdown_math_becomes_mathml_and_raw_html_becomes_text():
 
 
 def test_markdown_links_and_images_keep_only_safe_targets():
-    png = base64.b64encode(_png_bytes()).decode()
+    png = base64.b64encode(png_bytes()).decode()
     html = render.render_markdown(f"[a](javascript:x) [b](https://ok.example) ![r](https://x/y.png) "
                                   f"![s](data:image/svg+xml;base64,PHN2Zz4=) ![p](data:image/png;base64,{png}) "
                                   f"![att](attachment:f.png)", attachments={"f.png": {"image/png": png}})
