@@ -55,8 +55,10 @@
     document.getElementById("total-score").textContent = fmt(auto.score + scored) + " / " + fmt(auto.max + max);
     var pending = document.getElementById("self-pending");
     if (pending) {
-      pending.textContent = done < all.length ? (all.length - done) + " of " + all.length + " self-graded part(s) not scored yet."
-        : (missing ? missing + " partial score(s) still need a comment." : "All self-graded parts scored.");
+      var notes = [];
+      if (done < all.length) { notes.push((all.length - done) + " of " + all.length + " self-graded part(s) not scored yet."); }
+      if (missing) { notes.push(missing + " partial score(s) still need a comment."); }
+      pending.textContent = notes.length ? notes.join(" ") : "All self-graded parts scored.";
     }
     return { choices: all, scored: scored, missing: missing, done: done };
   }
