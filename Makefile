@@ -24,7 +24,7 @@ demo: setup
 browser:
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftotext >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils fonts-dejavu-extra >/dev/null; \
 	  else \
 	    echo "browser tests need Debian's chromium and poppler-utils (sudo apt-get install chromium poppler-utils); they will be skipped"; \
 	  fi; \
