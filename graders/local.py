@@ -23,6 +23,7 @@ import random
 import secrets
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -202,6 +203,7 @@ def _module_modes(namespace: dict[str, Any], torch: Any) -> list[tuple[Any, bool
 # Figures drawn in this session (the grader's prelude records them in a graded kernel)
 # ---------------------------------------------------------------------------------------------
 _FIGURES: list[dict[str, Any]] = []
+_POSITIONS: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
 _RECORDER_INSTALLED = [False]
 
 
@@ -243,29 +245,60 @@ def _geometry(ax: Any) -> list[int] | None:
         return None
 
 
+def _record(figure: Any) -> None:
+    """Record (or update) one figure: a figure seen twice, open then closed, counts once."""
+    try:
+        description = describe_figure(figure)
+        if figure in _POSITIONS:
+            _FIGURES[_POSITIONS[figure]] = description
+        else:
+            _POSITIONS[figure] = len(_FIGURES)
+            _FIGURES.append(description)
+    except Exception:  # noqa: BLE001 - recording must never disturb the student's session
+        pass
+
+
 def _record_open_figures(*_args: Any, **_kwargs: Any) -> None:
     try:
         from matplotlib import _pylab_helpers
 
         for manager in list(_pylab_helpers.Gcf.get_all_fig_managers()):
-            _FIGURES.append(describe_figure(manager.canvas.figure))
-        del _FIGURES[:-50]
-    except Exception:  # noqa: BLE001 - recording must never disturb the student's session
+            _record(manager.canvas.figure)
+    except Exception:  # noqa: BLE001
         pass
 
 
 def install_figure_recorder() -> None:
-    """Record every figure open at the end of a cell from now on (inline backends close them after)."""
+    """Record every figure this session shows or closes from now on (as the grader's prelude does in a graded kernel).
+
+    The inline backend closes a figure as soon as it is shown, so the record is taken when
+    matplotlib destroys a figure, and at the end of each cell for figures still open.
+    """
     if _RECORDER_INSTALLED[0]:
         return
     try:
         from IPython import get_ipython
 
         shell = get_ipython()
+        from matplotlib import _pylab_helpers
     except ImportError:
-        shell = None
+        return
     if shell is None:
         return
+    gcf = _pylab_helpers.Gcf
+    destroy, destroy_all = gcf.destroy.__func__, gcf.destroy_all.__func__
+
+    def recording_destroy(cls: Any, num: Any) -> None:
+        manager = num if hasattr(num, "canvas") else cls.figs.get(num)
+        if manager is not None:
+            _record(manager.canvas.figure)
+        destroy(cls, num)
+
+    def recording_destroy_all(cls: Any) -> None:
+        _record_open_figures()
+        destroy_all(cls)
+
+    gcf.destroy, gcf.destroy_all = classmethod(recording_destroy), classmethod(recording_destroy_all)
     shell.events.callbacks["post_execute"].insert(0, _record_open_figures)
     _RECORDER_INSTALLED[0] = True
 

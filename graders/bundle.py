@@ -1,0 +1,356 @@
+"""The student bundle: ``grade student ASSIGNMENT -o DIR`` writes what a student gets.
+
+    DIR/
+      ASSIGNMENT.ipynb        the template (problem statements, stubs, check cells)
+      README.md               how to install the checks and use them
+      nbgrade-ml/             an installable copy of the ``graders`` package (``pip install ./nbgrade-ml``)
+      nbgrade-ml.tar.gz       the same as one file (Colab: upload it, ``!pip install nbgrade-ml.tar.gz``)
+
+What stays with the instructor, and why the rest may go:
+
+* **Secret, never in the bundle:** the ``reference`` package (solution code, written answers,
+  executed solution notebooks, calibration data), the instructor's tests and benchmarks.
+* **Shipped:** the whole ``graders`` package, rubric modules included. A rubric holds the
+  hidden checks' code (their claims, tolerances and catalogues of known mistakes) but no
+  solution: every check that needs one gets it through ``ctx.ref()``, which imports the
+  ``reference`` package only when grading, and reports "runs when your work is graded" where
+  it is absent. The hidden *inputs* are drawn from a fresh seed at grading time, so seeing how
+  they are drawn does not tell a student what they will be.
+
+:func:`secret_leaks` is the proof the tests rely on: no reference function body, no reference
+answer text and no reference notebook cell in anything the bundle holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import re
+import shutil
+import sys
+import tarfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+
+import graders
+from graders.rubrics import ASSIGNMENT_IDS, get_assignment
+
+DISTRIBUTION = "nbgrade-ml"
+PACKAGE_DIR = Path(graders.__file__).resolve().parent
+REPO = PACKAGE_DIR.parent
+TEMPLATE_DIR = REPO / "student_template"
+PACKAGE_DATA = ["templates/*", "templates/**/*", "schemas/*", "assets/*"]
+"""The ``graders`` package data globs, as in the project's pyproject.toml."""
+SKIPPED = ("__pycache__", ".pyc", ".pyo", ".DS_Store")
+
+
+class BundleError(Exception):
+    """The bundle cannot be written (no template, target not empty): one line for the user."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What the harness's own packaging says about itself."""
+
+    name: str
+    version: str
+    requires_python: str
+    requirements: tuple[str, ...]
+    """Runtime dependencies (version ranges, never pins), without the optional extras."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Where :func:`write_bundle` put each piece."""
+
+    root: Path
+    template: Path
+    package: Path
+    archive: Path
+    readme: Path
+
+
+# ---------------------------------------------------------------------------------------------
+# The harness's own metadata (shared with the Gradescope autograder)
+# ---------------------------------------------------------------------------------------------
+def harness_distribution() -> Distribution:
+    """Name, version and dependencies: the checkout's pyproject.toml, else the installed metadata."""
+    pyproject = REPO / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text())["project"]
+        return Distribution(project["name"], project["version"], project.get("requires-python", ">=3.10"),
+                            tuple(project.get("dependencies", ())))
+    meta = metadata.metadata(DISTRIBUTION)
+    requirements = tuple(r for r in (metadata.requires(DISTRIBUTION) or []) if "extra ==" not in r)
+    return Distribution(meta["Name"], meta["Version"], meta.get("Requires-Python") or ">=3.10", requirements)
+
+
+def package_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """Every file of a package directory except bytecode and editor litter, sorted."""
+    return sorted(
+        path for path in package_dir.rglob("*")
+        if path.is_file() and not any(part in SKIPPED or part.endswith(SKIPPED) for part in path.relative_to(package_dir).parts)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the bundle
+# ---------------------------------------------------------------------------------------------
+def template_path(assignment_id: str, template_dir: Path = TEMPLATE_DIR) -> Path:
+    path = template_dir / f"{assignment_id}.ipynb"
+    if not path.is_file():
+        raise BundleError(f"no student template {path} (run from a checkout of the project, or pass --template)")
+    return path
+
+
+def write_bundle(assignment_id: str, out_dir: Path, template: Path | None = None, force: bool = False) -> Bundle:
+    """Write the template, an installable ``graders`` package and a README into ``out_dir``."""
+    get_assignment(assignment_id)
+    template = template or template_path(assignment_id)
+    check_template(template, assignment_id)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise BundleError(f"{out_dir} is not empty (use --force to overwrite)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = out_dir / f"{assignment_id}.ipynb"
+    shutil.copyfile(template, notebook)
+    package = write_package(out_dir / DISTRIBUTION, harness_distribution())
+    archive = write_archive(package, out_dir / f"{DISTRIBUTION}.tar.gz")
+    readme = out_dir / "README.md"
+    readme.write_text(student_readme(assignment_id, notebook.name), encoding="utf-8")
+    return Bundle(out_dir, notebook, package, archive, readme)
+
+
+def check_template(path: Path, assignment_id: str) -> None:
+    """Refuse a template for another assignment, or one that carries outputs (a run notebook)."""
+    notebook = nbformat.read(str(path), as_version=4)
+    declared = notebook.metadata.get("nbgrade", {}).get("assignment")
+    if declared != assignment_id:
+        raise BundleError(f"{path} declares assignment {declared!r}, not {assignment_id!r}")
+    if any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"):
+        raise BundleError(f"{path} has outputs: give students the clean template, not a run notebook")
+
+
+def write_package(target: Path, dist: Distribution) -> Path:
+    """A source tree ``pip`` can install: pyproject.toml and a copy of ``graders`` (no reference)."""
+    if target.exists():
+        shutil.rmtree(target)
+    for source in package_files():
+        destination = target / "graders" / source.relative_to(PACKAGE_DIR)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+    (target / "pyproject.toml").write_text(student_pyproject(dist), encoding="utf-8")
+    return target
+
+
+def student_pyproject(dist: Distribution) -> str:
+    dependencies = "".join(f'    "{r}",\n' for r in dist.requirements)
+    data = ", ".join(f'"{glob}"' for glob in PACKAGE_DATA)
+    return (
+        '[build-system]\nrequires = ["setuptools>=68", "wheel"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{dist.name}"\nversion = "{dist.version}"\n'
+        'description = "Public checks for the problem set (the student copy: no reference solutions)"\n'
+        f'requires-python = "{dist.requires_python}"\ndependencies = [\n{dependencies}]\n\n'
+        '[project.scripts]\ngrade = "graders.cli:main"\n\n'
+        '[tool.setuptools.packages.find]\ninclude = ["graders*"]\n\n'
+        f"[tool.setuptools.package-data]\ngraders = [{data}]\n"
+    )
+
+
+def write_archive(package: Path, target: Path) -> Path:
+    """The package as an sdist-shaped ``.tar.gz`` (one top directory), reproducible byte for byte."""
+    top = f"{package.name}"
+    with open(target, "wb") as raw:
+        with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+            for path in sorted(p for p in package.rglob("*") if p.is_file()):
+                info = tarfile.TarInfo(f"{top}/{path.relative_to(package).as_posix()}")
+                data = path.read_bytes()
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                archive.addfile(info, io.BytesIO(data))
+    return target
+
+
+def student_readme(assignment_id: str, notebook: str) -> str:
+    title = get_assignment(assignment_id).rubric.title
+    return f"""# {title}: your notebook and its checks
+
+`{notebook}` is your answer sheet: the problem statements, a stub for every name the grader
+looks for, and a check cell after each part. Keep the names; replace the stubs with your code.
+
+## Install the checks (once)
+
+    python -m pip install ./{DISTRIBUTION}            # on your machine, from this folder
+
+On Google Colab, upload `{DISTRIBUTION}.tar.gz` (Files panel) and run `!pip install {DISTRIBUTION}.tar.gz`.
+It installs the `grade` command and the `graders` package: PyTorch, torchvision, scikit-learn,
+Jupyter's nbclient and a few small libraries. No solution is included.
+
+## Check your work
+
+* In the notebook: `from graders import check; check("1C")` runs the *public* checks of one
+  part on the objects you defined (`check()` runs all parts) and prints what passed, what did
+  not and a hint. Parts that train nothing take a second or two.
+* In a terminal: `grade --public {notebook}` runs the whole notebook from top to bottom the way
+  the grader does (in a fresh kernel, offline) and writes `{Path(notebook).stem}.graded/report.html`.
+
+Public checks test what can be tested without the solution: types, shapes, agreement with
+autograd or with the problem's own formula, self-consistency. Hidden checks (comparisons with
+the reference solution, accuracy on digits the grader holds back, inputs drawn at grading time)
+run only when you submit; the report lists them as "runs when your submission is graded".
+
+## Submit
+
+1. Kernel → Restart & Run All, and fix what fails.
+2. `grade pdf {notebook}` makes the PDF with your outputs for the written (self-graded) assignment.
+3. Upload `{notebook}` itself to the autograded Gradescope assignment. Any file name works; if
+   you upload several notebooks, the autograder says which one it graded.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# The proof that nothing secret left: used by the tests and by `grade student --verify`
+# ---------------------------------------------------------------------------------------------
+MIN_SECRET_LINE = 30
+"""Characters a line of reference prose needs before its presence in the bundle counts as a leak."""
+CODE_WINDOW = 3
+"""Consecutive lines of reference code (or data) that count as a leak when the bundle has them in a row."""
+
+
+def reference_root() -> Path | None:
+    from importlib.util import find_spec
+
+    spec = find_spec("reference")
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def function_bodies(source: str) -> set[str]:
+    """The normalised body of every function with two statements or more (or one long one)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    bodies = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(getattr(s, "value", None), ast.Constant))]
+            module = ast.Module(body=body, type_ignores=[])
+            if len(body) >= 2 or len(ast.unparse(module)) >= MIN_SECRET_LINE * 2:
+                bodies.add(ast.dump(module))
+    return bodies
+
+
+def _normalised_lines(text: str, minimum: int) -> list[str]:
+    lines = []
+    for raw in text.splitlines():
+        line = re.sub(r"\s+", " ", raw).strip()
+        if len(line) >= minimum and not re.match(r"^(import |from \S+ import |#|\"\"\"|\'\'\')", line):
+            lines.append(line)
+    return lines
+
+
+def prose_lines(text: str) -> set[str]:
+    """Lines of prose long enough to identify their source."""
+    return set(_normalised_lines(text, MIN_SECRET_LINE))
+
+
+def code_windows(text: str) -> set[tuple[str, ...]]:
+    """Every run of CODE_WINDOW consecutive non-trivial lines (imports, comments and short lines skipped)."""
+    lines = _normalised_lines(text, 12)
+    return {tuple(lines[i : i + CODE_WINDOW]) for i in range(len(lines) - CODE_WINDOW + 1)}
+
+
+def bundle_texts(root: Path) -> dict[Path, str]:
+    """Every file of the bundle as text (the archive's members included)."""
+    texts = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffixes[-2:] == [".tar", ".gz"]:
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        texts[path / member.name] = handle.read().decode("utf-8", "replace")
+        else:
+            texts[path] = path.read_bytes().decode("utf-8", "replace")
+    return texts
+
+
+@dataclass(frozen=True)
+class SecretText:
+    """What identifies one reference file: its bytes, function bodies, code runs and prose lines."""
+
+    text: str
+    bodies: frozenset[str]
+    windows: frozenset[tuple[str, ...]]
+    prose: frozenset[str]
+
+
+def secret_text(source: Path) -> SecretText:
+    text = source.read_bytes().decode("utf-8", "replace")
+    if source.suffix == ".ipynb":
+        cells = nbformat.reads(text, as_version=4).cells
+        code = "\n".join(c.source for c in cells if c.cell_type == "code")
+        prose = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+        return SecretText(text, frozenset(function_bodies(code)), frozenset(code_windows(code)), frozenset(prose_lines(prose)))
+    if source.suffix == ".py":
+        return SecretText(text, frozenset(function_bodies(text)), frozenset(code_windows(text)), frozenset())
+    if source.suffix == ".md":
+        return SecretText(text, frozenset(), frozenset(), frozenset(prose_lines(text)))
+    return SecretText(text, frozenset(), frozenset(code_windows(text)), frozenset())
+
+
+def secret_leaks(root: Path, reference: Path | None = None) -> list[str]:
+    """What of the reference package appears in the bundle at ``root`` (empty: nothing).
+
+    A leak is a reference file's exact content, a reference function's body (compared as syntax
+    trees, so reformatting does not hide it), CODE_WINDOW consecutive lines of reference code or
+    data, or a line of the reference's prose (answers, solution-notebook markdown).
+    """
+    reference = reference or reference_root()
+    if reference is None:
+        raise BundleError("the reference package is not installed here: nothing to compare the bundle with")
+    texts = bundle_texts(root)
+    leaks = [f"{p.relative_to(root)} is a reference file" for p in texts if "reference" in p.relative_to(root).parts]
+    contents = set(texts.values())
+    bodies = set().union(*(function_bodies(t) for p, t in texts.items() if p.suffix == ".py"))
+    notebooks = [nbformat.reads(t, as_version=4) for p, t in texts.items() if p.suffix == ".ipynb"]
+    bodies |= set().union(set(), *(function_bodies("\n".join(c.source for c in nb.cells if c.cell_type == "code")) for nb in notebooks))
+    windows = set().union(*(code_windows(t) for t in texts.values()))
+    prose = set().union(*(prose_lines(t) for t in texts.values()))
+    for source in sorted(p for p in reference.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        where = f"reference/{source.relative_to(reference)}"
+        secret = secret_text(source)
+        if secret.text in contents:
+            leaks.append(f"{where}: the whole file")
+        leaks.extend(f"{where}: a function body" for _ in secret.bodies & bodies)
+        leaks.extend(f"{where}: code {' / '.join(w)[:90]!r}" for w in sorted(secret.windows & windows))
+        leaks.extend(f"{where}: text {line[:80]!r}" for line in sorted(secret.prose & prose))
+    return leaks
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="grade student", description="Write the student bundle of an assignment.")
+    parser.add_argument("assignment", choices=ASSIGNMENT_IDS)
+    parser.add_argument("-o", "--out", type=Path, required=True, help="directory to write the bundle into")
+    parser.add_argument("--template", type=Path, help="the student template (default: student_template/ASSIGNMENT.ipynb)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+    args = parser.parse_args(argv)
+    try:
+        bundle = write_bundle(args.assignment, args.out, args.template, args.force)
+        leaks = secret_leaks(bundle.root) if reference_root() is not None else []
+    except BundleError as error:
+        print(f"grade student: error: {error}", file=sys.stderr)
+        return 2
+    if leaks:
+        print("grade student: error: the bundle contains reference material:\n  " + "\n  ".join(leaks[:20]), file=sys.stderr)
+        return 1
+    print(f"wrote {bundle.root}: {bundle.template.name}, {bundle.package.name}/, {bundle.archive.name}, {bundle.readme.name}")
+    print("checked: no reference function body, answer text or notebook cell in it")
+    return 0
