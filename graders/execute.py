@@ -3,8 +3,13 @@
 A :class:`KernelSession` owns one sandboxed kernel. :func:`execute_notebook` runs the submitted
 cells through it one by one: a cell that raises does not stop the run; a cell that exceeds its
 timeout is interrupted; a kernel that dies is restarted once and the notebook re-run with the
-fatal cell skipped. A watchdog thread kills the kernel's processes when the wall-clock budget or
-the memory cap is exceeded, whatever nbclient is doing at the time.
+fatal cell skipped. A watchdog thread kills the kernel's processes when the wall-clock budget,
+the memory cap or the process count is exceeded, whatever nbclient is doing at the time.
+
+The grader's own memory stays bounded whatever the notebook prints: the kernel caps each cell's
+output before sending it (see ``kernel/prelude.py``), the grader's sockets refuse messages larger
+than :data:`MAX_MESSAGE_BYTES` and queue at most :data:`MAX_QUEUED_MESSAGES` of them, and what
+the kernel writes to its own stdout/stderr file descriptors is drained into a small ring buffer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import nbformat
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager as KernelManager
 from nbclient import NotebookClient
@@ -35,6 +41,13 @@ from graders.sandbox import SANDBOX_UID_BASE, SandboxSpec, is_root, path_reachab
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TIMEOUT_ENAME = "CellTimeoutError"
+MAX_MESSAGE_BYTES = 16 * 2**20
+"""A kernel message larger than this is dropped by the grader's socket (zmq MAXMSGSIZE)."""
+MAX_QUEUED_MESSAGES = 64
+"""Messages the grader's sockets queue before the kernel's further output is dropped (zmq RCVHWM)."""
+TRUNCATION_NOTE = "[grader] output truncated: this cell printed too much."
+KERNEL_LOG_BYTES = 32_768
+"""The last bytes of the kernel process's own stdout/stderr kept for the instructor (crash messages)."""
 
 
 def strip_ansi(text: str) -> str:
@@ -182,38 +195,109 @@ class CappedClient(NotebookClient):
             record_timing=False,
             shutdown_kernel="immediate",
         )
+        self.timed_out = False
+        """Set when the running cell exceeded its timeout (nbclient then returns a synthetic reply)."""
         self.cap_cell = limits.max_output_chars
         self.cap_total = limits.max_output_total_chars
         self.used_total = 0
         self.used_cell: dict[int, int] = {}
         self.truncated_cells: set[int] = set()
 
+    async def _async_handle_timeout(self, timeout, cell=None):  # type: ignore[override]
+        self.timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
+
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-        size = len(json.dumps(msg.get("content", {})))
+        content = msg.get("content", {})
+        size = text_size(content)
         used = self.used_cell.get(cell_index, 0)
-        if used + size > self.cap_cell or self.used_total + size > self.cap_total:
-            if cell_index not in self.truncated_cells:
-                self.truncated_cells.add(cell_index)
-                outs.append(
-                    nbformat.v4.new_output(
-                        "stream", name="stderr", text="\n[grader] output truncated: this cell printed too much.\n"
-                    )
-                )
+        room = min(self.cap_cell - used, self.cap_total - self.used_total)
+        if size <= room:
+            self.used_cell[cell_index] = used + size
+            self.used_total += size
+            return super().output(outs, msg, display_id, cell_index)
+        if cell_index in self.truncated_cells:
             return None
-        self.used_cell[cell_index] = used + size
-        self.used_total += size
-        return super().output(outs, msg, display_id, cell_index)
+        self.truncated_cells.add(cell_index)
+        self.used_cell[cell_index] = self.cap_cell
+        if msg.get("msg_type") == "stream" and room > 0 and isinstance(content.get("text"), str):
+            self.used_total += room
+            super().output(outs, {**msg, "content": {**content, "text": content["text"][:room]}}, display_id, cell_index)
+        outs.append(nbformat.v4.new_output("stream", name="stderr", text=f"\n{TRUNCATION_NOTE}\n"))
+        return None
 
 
-def read_rss_anon_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+def text_size(value: object, depth: int = 0) -> int:
+    """Characters of text in a message's content (strings in nested dicts and lists), without copying it."""
+    if isinstance(value, str):
+        return len(value)
+    if depth > 4:
+        return 0
+    if isinstance(value, dict):
+        return sum(text_size(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(text_size(v, depth + 1) for v in value)
+    return 8
+
+
+class OutputTail:
+    """Drains the kernel process's own stdout/stderr (a pipe), keeping only the last bytes.
+
+    ipykernel echoes what is written to file descriptors 1 and 2 to the process's original
+    stdout; without this, a notebook could flood the grader's terminal or log.
+    """
+
+    def __init__(self, keep: int = KERNEL_LOG_BYTES) -> None:
+        self.keep = keep
+        self.tail = b""
+        self.read_fd, self.write_fd = os.pipe()
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="nbgrade-kernel-log")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                block = os.read(self.read_fd, 65536)
+            except OSError:
+                return
+            if not block:
+                return
+            self.tail = (self.tail + block)[-self.keep :]
+
+    def close_writer(self) -> None:
+        """After the kernel started: the grader's copy of the write end is not needed."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        self.close_writer()
+        self._thread.join(2)
+        if not self._thread.is_alive():
+            os.close(self.read_fd)
+
+    def text(self) -> str:
+        return self.tail.decode("utf-8", "replace")
+
+
+def read_anon_kb(pid: int) -> int:
+    """Anonymous memory of one process: its proportional share (Pss_Anon) when the system reports it.
+
+    Forked children (DataLoader workers, a fork bomb) share their parent's pages copy-on-write;
+    the proportional share counts those pages once across the processes instead of once each.
+    """
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss_Anon:"), (f"/proc/{pid}/status", "RssAnon:")):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except OSError:
+            continue
     return 0
+
+
+read_rss_anon_kb = read_anon_kb
 
 
 def processes_of(kernel_pid: int | None, uid: int | None) -> list[int]:
@@ -222,9 +306,9 @@ def processes_of(kernel_pid: int | None, uid: int | None) -> list[int]:
 
     if uid is not None:
         found = []
-        for proc in psutil.process_iter(["uids"]):
+        for proc in psutil.process_iter(["uids", "status"]):
             try:
-                if proc.info["uids"] and proc.info["uids"].real == uid:
+                if proc.info["uids"] and proc.info["uids"].real == uid and proc.info["status"] != psutil.STATUS_ZOMBIE:
                     found.append(proc.pid)
             except (psutil.Error, TypeError):
                 continue
@@ -233,23 +317,80 @@ def processes_of(kernel_pid: int | None, uid: int | None) -> list[int]:
         return []
     try:
         root = psutil.Process(kernel_pid)
-        return [kernel_pid, *(child.pid for child in root.children(recursive=True))]
+        tree = [root, *root.children(recursive=True)]
+        return [p.pid for p in tree if _not_zombie(p)]
     except psutil.Error:
         return []
 
 
-def kill_processes(kernel_pid: int | None, uid: int | None) -> None:
-    pids = processes_of(kernel_pid, uid)
+def _not_zombie(process) -> bool:  # noqa: ANN001 - psutil.Process
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def kill_processes(kernel_pid: int | None, uid: int | None, patience: float = 20.0) -> None:
+    """SIGKILL the kernel's process group and every process of the sandbox, until none is left.
+
+    With a sandbox uid, ``kill -9 -1`` run *as that uid* signals all of its processes in one
+    system call, which also stops a fork bomb that keeps forking while it is being killed. Large
+    processes take a while to exit after SIGKILL (seconds, for dozens of forked kernels on a busy
+    machine); waiting for them keeps the uid's process count free for a restarted kernel.
+    """
     if kernel_pid is not None:
         try:
             os.killpg(kernel_pid, signal.SIGKILL)
         except OSError:
             pass
-    for pid in pids:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        pids = processes_of(kernel_pid, uid)
+        if not pids:
+            return
+        if uid is not None:
+            _kill_all_of_uid(uid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.1)
+
+
+def _kill_all_of_uid(uid: int) -> None:
+    import subprocess
+
+    kill = shutil.which("kill") or "/bin/kill"
+    try:
+        subprocess.run([kill, "-9", "--", "-1"], user=uid, group=uid, extra_groups=[], timeout=5,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def describe_exit(returncode: int | None) -> str:
+    """One sentence on how the kernel process ended, from its exit status."""
+    if returncode is None:
+        return "the kernel died (the process exited or was killed)"
+    if returncode < 0:
+        number = -returncode
         try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        what = {
+            signal.SIGSEGV: "crashed with a segmentation fault (SIGSEGV)",
+            signal.SIGBUS: "crashed with a bus error (SIGBUS)",
+            signal.SIGABRT: "aborted (SIGABRT)",
+            signal.SIGKILL: "was killed (SIGKILL)",
+            signal.SIGXCPU: "ran out of CPU time (SIGXCPU)",
+            signal.SIGXFSZ: "wrote a file larger than allowed (SIGXFSZ)",
+        }.get(number, f"was stopped by {name}")
+        return f"the kernel {what}"
+    return f"the kernel process exited (exit code {returncode})"
 
 
 class KernelSession:
@@ -275,32 +416,65 @@ class KernelSession:
         self.client: CappedClient | None = None
         self.km: KernelManager | None = None
         self.kill_reason: str | None = None
+        self.dead = False
         self.deadline = float("inf")
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._output: OutputTail | None = None
+        self.kernel_log = ""
         self.sandbox_notes: list[str] = []
+        self.sandbox_report: dict = {}
         self.peak_rss_kb = 0
+        self.peak_processes = 0
+        self.watchdog_errors: list[str] = []
+        self.starts = 0
 
     # -------------------------------------------------------------- lifecycle
-    def start(self) -> None:
+    def start(self, notebook: NotebookNode | None = None) -> None:
+        """Start a kernel (on ``notebook`` when given: a copy whose outputs may be overwritten)."""
+        if notebook is not None:
+            self.notebook = notebook
         self.kill_reason = None
+        self.dead = False
+        self.starts += 1
         self.km = KernelManager(
             kernel_name="nbgrade",
             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self._write_kernelspec())]),
             transport="ipc",
-            ip=str(self.workspace.ipc / "k"),
+            ip=str(self.workspace.ipc / f"k{self.starts}"),
         )
+        self.km.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.km.context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
         self.client = CappedClient(self.notebook, self.km, self.limits)
         self.client.reset_execution_trackers()
-        self.client.start_new_kernel(cwd=str(self.workspace.workdir))
+        self._output = OutputTail()
+        try:
+            self.client.start_new_kernel(cwd=str(self.workspace.workdir), stdout=self._output.write_fd,
+                                         stderr=self._output.write_fd)
+        finally:
+            self._output.close_writer()
         self.client.start_new_kernel_client()
         self._read_sandbox_report()
         self._stop.clear()
-        self._watchdog = threading.Thread(target=self._watch, daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, daemon=True, name="nbgrade-watchdog")
         self._watchdog.start()
-        prelude = kernel_source("prelude").replace("NBGRADE_SEED = 0", f"NBGRADE_SEED = {int(self.seed)}")
-        prelude = prelude.replace('NBGRADE_MNIST_ROOT = ""', f"NBGRADE_MNIST_ROOT = {str(self.workspace.sandbox_root / 'data')!r}")
-        self.run_code(prelude, timeout=120, store_history=False)
+        self.run_code(self._prelude(), timeout=120, store_history=False)
+
+    def _prelude(self) -> str:
+        values = {
+            "NBGRADE_SEED = 0": f"NBGRADE_SEED = {int(self.seed)}",
+            'NBGRADE_MNIST_ROOT = ""': f"NBGRADE_MNIST_ROOT = {str(self.workspace.sandbox_root / 'data')!r}",
+            "NBGRADE_OUTPUT_CAP = 0": f"NBGRADE_OUTPUT_CAP = {int(self.limits.max_output_chars * 1.25) + 4096}",
+        }
+        prelude = kernel_source("prelude")
+        for placeholder, value in values.items():
+            prelude = prelude.replace(placeholder, value, 1)
+        return (  # run in a private namespace: none of its names appear among the student's
+            "import builtins as _nbgrade_builtins\n"
+            f"_nbgrade_builtins.exec(_nbgrade_builtins.compile({prelude!r}, '<grader prelude>', 'exec'), "
+            "{'__name__': '__nbgrade_prelude__'})\n"
+            "del _nbgrade_builtins"
+        )
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -310,6 +484,10 @@ class KernelSession:
             except Exception:  # noqa: BLE001 - a dead or hung kernel must not stop grading
                 pass
         self.kill()
+        if self._output is not None:
+            self._output.close()
+            self.kernel_log = self._output.text()
+            self._output = None
         self.client = None
         self.km = None
 
@@ -318,15 +496,41 @@ class KernelSession:
             self.kill_reason = reason
         kill_processes(self.kernel_pid, self.workspace.uid if self.sandbox else None)
 
-    def restart(self) -> None:
+    def restart(self, notebook: NotebookNode | None = None) -> None:
         self.shutdown()
-        self.start()
+        self.start(notebook)
 
     @property
     def kernel_pid(self) -> int | None:
         provisioner = getattr(self.km, "provisioner", None)
         process = getattr(provisioner, "process", None)
         return getattr(process, "pid", None)
+
+    @property
+    def process_limit(self) -> int:
+        """Live processes (not threads) the watchdog allows: a quarter of RLIMIT_NPROC, which also counts threads."""
+        return max(8, self.limits.max_processes // 4)
+
+    @property
+    def alive(self) -> bool:
+        """A kernel is running and has not died (as far as the grader knows)."""
+        if self.client is None or self.dead:
+            return False
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return process is None or process.poll() is None
+
+    def exit_description(self) -> str:
+        """How the kernel ended: the watchdog's reason, else the process's exit status."""
+        if self.kill_reason:
+            return self.kill_reason
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        returncode = None
+        if process is not None:
+            try:
+                returncode = process.wait(timeout=2)
+            except Exception:  # noqa: BLE001 - still running or already reaped
+                returncode = process.poll()
+        return describe_exit(returncode)
 
     def _write_kernelspec(self) -> Path:
         spec_dir = self.workspace.private / "kernels" / "nbgrade"
@@ -355,8 +559,10 @@ class KernelSession:
             max_file_bytes=limits.max_file_mb * 2**20,
             max_open_files=limits.max_open_files,
             hide=hide,
-            expose=python_installation(),
+            expose=(*python_installation(), str(Path(self.mnist_root).resolve())),
             binds=self.workspace.data_binds(self.mnist_root) if self.workspace.uid is not None else (),
+            sandbox_root=str(self.workspace.sandbox_root),
+            private=str(self.workspace.private),
         )
 
     def _kernel_env(self) -> dict[str, str]:
@@ -378,6 +584,7 @@ class KernelSession:
             "NBGRADE_THREADS": threads,
             "PYTHONHASHSEED": "0",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONFAULTHANDLER": "1",
             "http_proxy": "http://127.0.0.1:9",
             "https_proxy": "http://127.0.0.1:9",
             "HTTP_PROXY": "http://127.0.0.1:9",
@@ -388,44 +595,73 @@ class KernelSession:
     def _read_sandbox_report(self) -> None:
         applied = self.workspace.private / "sandbox.applied.json"
         if applied.exists():
-            report = json.loads(applied.read_text())
+            try:
+                report = json.loads(applied.read_text())
+            except ValueError:
+                return
             self.sandbox_notes = list(report.get("notes", []))
             self.sandbox_report = report
 
     # -------------------------------------------------------------- watchdog
     def _watch(self) -> None:
-        cap_kb = self.limits.memory_mb * 1024
         while not self._stop.wait(0.25):
-            if time.monotonic() > self.deadline:
-                self.kill("the notebook ran out of its total time budget")
-                continue
-            pids = processes_of(self.kernel_pid, self.workspace.uid if self.sandbox else None)
-            rss = sum(read_rss_anon_kb(pid) for pid in pids)
-            self.peak_rss_kb = max(self.peak_rss_kb, rss)
-            if rss > cap_kb:
-                self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory and was stopped")
+            try:
+                self._check_limits()
+            except Exception as error:  # noqa: BLE001 - the watchdog must outlive any odd /proc state
+                self.watchdog_errors.append(repr(error)[:200])
+
+    def _check_limits(self) -> None:
+        """One watchdog round: time budget, process count, memory (each kills with a reason)."""
+        if time.monotonic() > self.deadline:
+            self.kill("the notebook ran out of its total time budget")
+            return
+        pids = processes_of(self.kernel_pid, self.workspace.uid if self.sandbox else None)
+        self.peak_processes = max(self.peak_processes, len(pids))
+        if len(pids) > self.process_limit:
+            self.kill(f"the notebook started more than {self.process_limit} processes and was stopped")
+            return
+        anon_kb = sum(read_anon_kb(pid) for pid in pids)
+        self.peak_rss_kb = max(self.peak_rss_kb, anon_kb)
+        if anon_kb > self.limits.memory_mb * 1024:
+            self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory and was stopped")
 
     # -------------------------------------------------------------- running code
     def run_cell(self, index: int, timeout: float, store_history: bool = True) -> CellRun:
         """Run cell ``index`` of the notebook; never raises for what the student's code does."""
+        if not self.alive:
+            return CellRun(index, "killed", 0.0, "DeadKernel", self.exit_description() if self.client else "the kernel was not running")
         assert self.client is not None
         cell = self.client.nb.cells[index]
         self.client.timeout = max(1, int(min(timeout, self.deadline - time.monotonic())))
         started = time.monotonic()
+        self.client.timed_out = False
         try:
             self.client.execute_cell(cell, index, store_history=store_history)
         except (DeadKernelError, RuntimeError) as error:
-            return CellRun(index, "killed", time.monotonic() - started, "DeadKernel", self.kill_reason or _died(error))
+            return self._died(index, started, error)
         except CellTimeoutError:
             return CellRun(index, "timeout", time.monotonic() - started, TIMEOUT_ENAME, f"{timeout:g} s")
+        if self.kill_reason or not self.alive:
+            return self._died(index, started, None)
         run = _cell_outcome(index, self.client.nb.cells[index], time.monotonic() - started, self.kill_reason)
-        if run.ename == "KeyboardInterrupt" and run.duration >= self.client.timeout - 0.5:
-            run.status, run.evalue = "timeout", f"{self.client.timeout:g} s"
+        if self.client.timed_out:
+            run.status, run.ename, run.evalue = "timeout", TIMEOUT_ENAME, f"{self.client.timeout:g} s"
         return run
+
+    def _died(self, index: int, started: float, error: BaseException | None) -> CellRun:
+        """The kernel is gone: record why (watchdog reason, exit status), and kill what is left of it."""
+        self.dead = True
+        if error is not None and not isinstance(error, DeadKernelError) and self.alive:
+            self.dead = False  # a RuntimeError from nbclient while the kernel still runs: treat as an error
+            return CellRun(index, "error", time.monotonic() - started, type(error).__name__, str(error)[:300])
+        reason = self.exit_description()
+        self.kill()
+        return CellRun(index, "killed", time.monotonic() - started, "DeadKernel", reason)
 
     def run_code(self, source: str, timeout: float, store_history: bool = True) -> CellRun:
         """Run grader code (prelude, probes) in a scratch cell appended after the student's."""
-        assert self.client is not None
+        if self.client is None:
+            return CellRun(-1, "killed", 0.0, "DeadKernel", "the kernel was not running")
         cells = self.client.nb.cells
         cells.append(nbformat.v4.new_code_cell(source))
         index = len(cells) - 1
@@ -437,11 +673,15 @@ class KernelSession:
 
     def responsive(self, timeout: float = 10.0) -> bool:
         """After an interrupt: does the kernel answer again?"""
-        return self.run_code("pass", timeout=timeout, store_history=False).status == "ok"
+        return self.alive and self.run_code("pass", timeout=timeout, store_history=False).status == "ok"
 
-
-def _died(error: BaseException) -> str:
-    return "the kernel died (the process exited or was killed)" if isinstance(error, DeadKernelError) else str(error)[:200]
+    def stop_if_unresponsive(self, reason: str) -> bool:
+        """After a timeout: kill the kernel when it does not answer; True when it had to be killed."""
+        if self.responsive():
+            return False
+        self.kill(reason)
+        self.dead = True
+        return True
 
 
 def _cell_outcome(index: int, cell: NotebookNode, duration: float, kill_reason: str | None) -> CellRun:
@@ -459,26 +699,37 @@ def execute_notebook(session: KernelSession, limits: Limits) -> ExecutedNotebook
     """Run every code cell; restart once after a fatal cell and re-run without it."""
     started = time.monotonic()
     session.deadline = started + limits.total_timeout
-    notebook = session.notebook
-    code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.strip()]
-    fatal: set[int] = set()
-    restarts = 0
+    code_cells = student_code_cells(session.notebook)
+    fatal: dict[int, CellRun] = {}
     notes: list[str] = []
     while True:
-        runs, died_at = _run_cells(session, code_cells, fatal, limits)
-        if died_at is None or restarts >= 1 or time.monotonic() > session.deadline:
+        runs, died = _run_cells(session, code_cells, fatal, limits)
+        if died is None or len(fatal) >= 1 or time.monotonic() > session.deadline:
             break
-        fatal.add(died_at)
-        restarts += 1
+        fatal[died.index] = died
         notes.append(
-            f"The kernel died in cell {died_at + 1}; it was restarted and the notebook re-run without that cell."
+            f"The kernel died in cell {died.index + 1} ({died.evalue}); it was restarted and the notebook "
+            "re-run without that cell."
         )
         session.restart()
     status = "timed_out" if time.monotonic() > session.deadline or _budget_killed(runs) else "completed"
-    for run in runs:
-        if run.index in fatal and run.status == "skipped":
-            run.evalue = "skipped after it killed the kernel"
-    return ExecutedNotebook(notebook, runs, time.monotonic() - started, status, restarts, notes)
+    if died is not None and len(fatal) >= 1:
+        notes.append(f"The kernel died again in cell {died.index + 1} ({died.evalue}); the cells after it were not run.")
+    notes.extend(_truncation_notes(session, limits))
+    return ExecutedNotebook(session.notebook, runs, time.monotonic() - started, status, len(fatal), notes)
+
+
+def _truncation_notes(session: KernelSession, limits: Limits) -> list[str]:
+    cells = sorted(session.client.truncated_cells) if session.client is not None else []
+    if not cells:
+        return []
+    listed = ", ".join(str(i + 1) for i in cells[:10]) + (" …" if len(cells) > 10 else "")
+    return [f"Cell{'s' if len(cells) > 1 else ''} {listed} printed more than {limits.max_output_chars:,} characters "
+            "(or the notebook more than {:,}); the rest of the output was not kept.".format(limits.max_output_total_chars)]
+
+
+def student_code_cells(notebook: NotebookNode) -> list[int]:
+    return [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.strip()]
 
 
 def _budget_killed(runs: list[CellRun]) -> bool:
@@ -486,12 +737,15 @@ def _budget_killed(runs: list[CellRun]) -> bool:
 
 
 def _run_cells(
-    session: KernelSession, code_cells: list[int], fatal: set[int], limits: Limits
-) -> tuple[list[CellRun], int | None]:
+    session: KernelSession, code_cells: list[int], fatal: dict[int, CellRun], limits: Limits
+) -> tuple[list[CellRun], CellRun | None]:
+    """Run ``code_cells`` in order, the fatal ones excepted; the run that killed the kernel, if any."""
     runs: list[CellRun] = []
     for position, index in enumerate(code_cells):
         if index in fatal:
-            runs.append(CellRun(index, "skipped", evalue="skipped after it killed the kernel"))
+            first = fatal[index]
+            runs.append(CellRun(index, first.status, first.duration, first.ename,
+                                f"{first.evalue}; skipped when the notebook was re-run"))
             continue
         if time.monotonic() >= session.deadline:
             runs.extend(CellRun(i, "skipped", evalue="not run: the notebook's time budget was used up") for i in code_cells[position:])
@@ -500,12 +754,11 @@ def _run_cells(
         runs.append(run)
         if run.status == "killed":
             rest = code_cells[position + 1 :]
-            reason = "not run: the kernel had died"
-            runs.extend(CellRun(i, "skipped", evalue=reason) for i in rest)
-            return runs, (None if "time budget" in run.evalue else index)
-        if run.status == "timeout" and not session.responsive():
-            session.kill("the kernel did not respond after a cell timed out")
+            runs.extend(CellRun(i, "skipped", evalue=f"not run: the kernel had died in cell {index + 1}") for i in rest)
+            return runs, (None if "time budget" in run.evalue else run)
+        if run.status == "timeout" and session.stop_if_unresponsive("the kernel did not respond after a cell timed out"):
+            run.evalue = f"{run.evalue}; the kernel did not respond to the interrupt and was restarted"
             rest = code_cells[position + 1 :]
             runs.extend(CellRun(i, "skipped", evalue="not run: the kernel hung") for i in rest)
-            return runs, index
+            return runs, run
     return runs, None

@@ -220,7 +220,7 @@ def execution_summary(executed: ExecutedNotebook, submission: Submission, stage:
     issues = tuple(
         CellIssue(run.index, run.status, run.summary, run.traceback) for run in executed.runs if run.status != "ok"
     )
-    notes = [*submission.notes, *executed.notes]
+    notes = [*submission.notes, *executed.notes, *(stage.observations.notes if stage.observations else ())]
     return ExecutionSummary(
         status=executed.status,
         duration=round(executed.duration, 2),

@@ -5,6 +5,11 @@ files into a fresh exchange directory, then runs that part's probe in the kernel
 its own time limit). The probe writes ``values.json`` and ``.npy`` files. Here they are read with
 ``allow_pickle=False`` and size limits; nothing the student produced is unpickled, evaluated or
 imported in the grader process.
+
+When the grader's call into the student's code kills or hangs the kernel, that part scores what
+its probe could record, and the kernel is restarted and the student's cells re-run once (within
+what is left of the notebook's time budget) so that the later parts are still graded; each later
+part's message says what happened when that was not possible.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graders.execute import ExecutedNotebook, KernelSession
+from graders.execute import CellRun, ExecutedNotebook, KernelSession
 from graders.kernel import kernel_source
 
 MAX_VALUES_BYTES = 8 * 1024 * 1024
@@ -98,6 +103,8 @@ class Observations:
     defined_names: list[dict[str, str]] = field(default_factory=list)
     image_outputs: dict[int, int] = field(default_factory=dict)
     """Cell index → number of image outputs it produced in this run."""
+    notes: list[str] = field(default_factory=list)
+    """Sentences for the student about the observation itself (kernel restarted, patches undone)."""
 
     def part(self, part_id: str) -> PartObservation:
         return self.parts.get(part_id) or PartObservation(part_id, {}, None, "error", "not observed")
@@ -134,47 +141,59 @@ def probe_cell(exchange: Path, part: str, probe_source: str, call_timeout: float
     """Source of the cell that runs one part's probe in a private namespace in the kernel."""
     code = kernel_source("runtime") + "\n" + probe_source + "\n"
     call = f"run_probe(USER_NS, {str(exchange)!r}, {part!r}, probe_{part}, {float(call_timeout)!r})"
+    return _private_exec(code + call, f"<grader probe {part}>")
+
+
+def _private_exec(code: str, filename: str) -> str:
+    """A cell that runs ``code`` in a fresh namespace, immune to the student shadowing exec/compile/get_ipython."""
     return (
-        f"exec(compile({code + call!r}, '<grader probe {part}>', 'exec'), "
-        "{'__name__': '__nbgrade__', 'USER_NS': get_ipython().user_ns})"
+        "import builtins as _nbgrade_builtins\n"
+        f"_nbgrade_builtins.exec(_nbgrade_builtins.compile({code!r}, {filename!r}, 'exec'), "
+        "{'__name__': '__nbgrade__', 'USER_NS': __import__('IPython').get_ipython().user_ns})\n"
+        "del _nbgrade_builtins"
     )
 
 
 def meta_cell(exchange: Path) -> str:
     """Source of the cell that reports figures and the names the notebook defined."""
     code = kernel_source("runtime") + (
-        "\nimport json as _j\n"
+        "\n_figures = getattr(_STATE, 'figures', lambda: [])\n"
         f"with open({str(exchange / 'meta.json')!r}, 'w') as _h:\n"
-        "    _j.dump({'figures': FIGURES(), 'names': defined_names(USER_NS)}, _h, default=str)\n"
+        "    _json.dump({'figures': _figures(), 'names': defined_names(USER_NS), 'restored': RESTORED[:50]}, _h, default=str)\n"
     )
-    return (
-        f"exec(compile({code!r}, '<grader meta>', 'exec'), "
-        "{'__name__': '__nbgrade__', 'USER_NS': get_ipython().user_ns, "
-        "'FIGURES': globals().get('__nbgrade_figures', lambda: [])})"
-    )
+    return _private_exec(code, "<grader meta>")
 
 
 def observe(
     session: KernelSession, executed: ExecutedNotebook, plan: ProbePlan, probe_timeout: float
 ) -> Observations:
-    """Run every part's probe in the live kernel and read back what it wrote."""
+    """Run every part's probe in the live kernel and read back what it wrote.
+
+    The figures and defined names are read first (no student code is called for them), then one
+    probe per part; a kernel that a probe kills or hangs is recovered once for the later parts.
+    """
     exchange = session.workspace.new_exchange()
     session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30
+    recovery = KernelRecovery(session, executed)
+    first = next(iter(plan.inputs), "the first part")
+    meta = _read_meta(session, exchange, probe_timeout) if recovery.ensure_running(first) else {}
     parts: dict[str, PartObservation] = {}
     for part, inputs in plan.inputs.items():
+        if not recovery.ensure_running(part):
+            parts[part] = PartObservation(part, {}, None, "killed", recovery.problem)
+            continue
         parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
-    meta = _read_meta(session, exchange, probe_timeout)
+        recovery.check_after(part, parts[part])
     by_source = cells_by_source_hash(executed.notebook)
     figures = [_figure(record, by_source) for record in meta.get("figures", []) if isinstance(record, dict)]
     names = [n for n in meta.get("names", []) if isinstance(n, dict)]
-    return Observations(parts, figures, names, image_outputs(executed))
+    notes = [*_restored_note(meta, parts), *recovery.notes]
+    return Observations(parts, figures, names, image_outputs(executed), notes)
 
 
 def _observe_part(
     session: KernelSession, exchange: Path, part: str, inputs: dict[str, Any], source: str, timeout: float
 ) -> PartObservation:
-    if session.client is None:
-        return PartObservation(part, {}, None, "killed", "the kernel was not running")
     write_inputs(exchange, part, inputs, session.workspace.uid)
     run = session.run_code(probe_cell(exchange, part, source, call_timeout=timeout * 0.8), timeout=timeout)
     directory = exchange / "outputs" / part
@@ -183,21 +202,107 @@ def _observe_part(
         return PartObservation(part, values, directory)
     problem = {
         "timeout": f"your code did not finish within {timeout:g} s when the grader called it",
-        "killed": run.evalue or "the kernel died while the grader called your code",
+        "killed": f"the kernel died while the grader called your code ({run.evalue})",
+        "ok": "the grader's call to your code wrote no result (did the notebook replace json, open or the exchange files?)",
     }.get(run.status, f"{run.ename}: {run.evalue}"[:300])
-    if run.status == "killed":
-        _restart_for_next(session)
-    return PartObservation(part, values or {}, directory if values else None, run.status if run.status != "ok" else "error", problem)
+    status = run.status if run.status in ("timeout", "killed") else "error"
+    return PartObservation(part, values or {}, directory if values else None, status, problem)
 
 
-def _restart_for_next(session: KernelSession) -> None:
-    """A probe killed the kernel: later parts report that the kernel was not running."""
-    session.shutdown()
+class KernelRecovery:
+    """Keeps a kernel available for the probes: restart it and re-run the student's cells, once.
+
+    Re-running is allowed what is left of the notebook's total time budget after the first run
+    (the cells already ran once within it), and runs on a copy of the notebook so the outputs
+    shown in the report stay those of the graded run.
+    """
+
+    def __init__(self, session: KernelSession, executed: ExecutedNotebook) -> None:
+        self.session = session
+        self.executed = executed
+        self.cause = ""
+        """Why the kernel stopped (empty while it runs)."""
+        self.problem = ""
+        """The one-line message for parts that could not be observed."""
+        self.replayed = False
+        self.notes: list[str] = []
+
+    def check_after(self, part: str, observation: PartObservation) -> None:
+        """After a probe that timed out or died: make sure a hung kernel is stopped, and remember why."""
+        if observation.status == "timeout" and self.session.alive:
+            self.session.stop_if_unresponsive("the kernel did not respond after the grader's call timed out")
+        if not self.session.alive and not self.cause:
+            what = "did not return" if observation.status == "timeout" else "killed the kernel"
+            self.cause = f"the grader's call to your code for {part} {what}"
+
+    def ensure_running(self, next_part: str) -> bool:
+        """True when a kernel is running with the student's cells run in it (re-running them if needed)."""
+        if self.session.alive:
+            return True
+        if not self.cause:
+            self.cause = f"the kernel was not running after your notebook ran ({self.session.exit_description()})"
+        if self.replayed:
+            return False
+        self.replayed = True
+        outcome = self._replay()
+        if outcome is None:
+            self.notes.append(f"{_sentence(self.cause)}; the kernel was restarted and your cells re-run once so that "
+                              f"the remaining parts ({next_part} onwards) could be graded.")
+            self.cause = ""
+            return True
+        self.problem = f"not graded: {self.cause}, and re-running your notebook to grade the remaining parts failed ({outcome})"
+        self.notes.append(_sentence(self.problem) + ".")
+        return False
+
+    def _replay(self) -> str | None:
+        """Restart and re-run the cells that ran (ok or with an error); None on success, else why not."""
+        session, limits = self.session, self.session.limits
+        budget = limits.total_timeout - self.executed.duration
+        if budget < 5:
+            return "no time was left in the notebook's time budget"
+        probes_deadline = session.deadline
+        started = time.monotonic()
+        try:
+            session.restart(notebook=_without_outputs(self.executed.notebook))
+        except Exception as error:  # noqa: BLE001 - a kernel that cannot start: the parts say so
+            return f"the kernel could not be restarted: {str(error)[:120]}"
+        session.deadline = started + budget
+        for run in self.executed.runs:
+            if run.status not in ("ok", "error"):
+                continue
+            again: CellRun = session.run_cell(run.index, limits.cell_timeout)
+            if again.status in ("killed", "timeout"):
+                return f"cell {run.index + 1} {again.summary}"
+        session.deadline = probes_deadline + (time.monotonic() - started)
+        return None
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _without_outputs(notebook: Any) -> Any:
+    import nbformat
+
+    copy = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    for cell in copy.cells:
+        if cell.get("cell_type") == "code":
+            cell.outputs = []
+    return copy
+
+
+def _restored_note(meta: dict[str, Any], parts: dict[str, PartObservation]) -> list[str]:
+    restored = [str(name) for name in meta.get("restored", []) if isinstance(name, str)]
+    for observation in parts.values():
+        restored += [str(name) for name in observation.values.get("restored", []) if isinstance(name, str)]
+    restored = list(dict.fromkeys(restored))
+    if not restored:
+        return []
+    return [f"Your notebook replaced {', '.join(restored[:8])}{' …' if len(restored) > 8 else ''}; the grader put "
+            "the originals back before calling your code."]
 
 
 def _read_meta(session: KernelSession, exchange: Path, timeout: float) -> dict[str, Any]:
-    if session.client is None:
-        return {}
     session.run_code(meta_cell(exchange), timeout=timeout)
     return _read_json(exchange / "meta.json") or {}
 

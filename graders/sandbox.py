@@ -3,15 +3,20 @@
 The grader starts each kernel through this module (``python -m graders.sandbox SPEC -- CMD``).
 It applies, in order, before ``exec``-ing the kernel:
 
-* as root on Linux: new mount and network namespaces (the network namespace has no interface,
-  so there is no network at all; the kernel talks to the grader over Unix sockets), the
-  reference solutions and the grader's own code hidden under empty read-only mounts, MNIST
-  bound read-only into the working directory, and the switch to an unprivileged uid that owns
-  nothing but the private working directory;
+* on Linux: new mount and network namespaces (as root directly; otherwise inside a new user
+  namespace when the system allows unprivileged ones). The network namespace has no interface,
+  so there is no network at all; the kernel talks to the grader over Unix sockets. The kernel
+  then runs in a *new root*: an empty tmpfs into which only the system directories (``/usr``,
+  ``/etc``, ``/lib`` …), the Python installation, MNIST (read-only) and the sandbox's own
+  directory are bound, with a private ``/tmp`` and ``/dev/shm``. Everything else (other
+  submissions, the reference solutions, the grader's code and results, home directories) does
+  not exist for it;
+* as root: the switch to an unprivileged uid (``SANDBOX_UID_BASE + slot``) that owns nothing but
+  the sandbox's directory, so it cannot signal the grader or write anything else;
 * everywhere: rlimits on CPU time, address space, processes, file size and open files.
 
-Anonymous resident memory and the wall clock are enforced from outside by the grader
-(:mod:`graders.execute`), which can kill every process of the sandbox uid.
+Anonymous resident memory, the number of processes and the wall clock are enforced from outside
+by the grader (:mod:`graders.execute`), which can kill every process of the sandbox.
 """
 
 from __future__ import annotations
@@ -59,7 +64,15 @@ class SandboxSpec:
     """(source, target) directories bound read-only into the sandbox (root only)."""
     isolate_network: bool = True
     expose: tuple[str, ...] = ()
-    """Directories the kernel must reach (the Python installation) even under a private home such as /root."""
+    """Directories the kernel must reach, read-only (the Python installation, MNIST)."""
+    sandbox_root: str = ""
+    """The sandbox's own directory (work, home, ipc, exchange), bound read-write into the new root."""
+    new_root: bool = True
+    """Run the kernel in a new root that holds only what it needs (Linux, namespaces available)."""
+    tmp_bytes: int = 256 * 2**20
+    """Size of the private ``/tmp`` and ``/dev/shm`` in the new root."""
+    private: str = ""
+    """The grader's private directory (hidden from the kernel), where the new root is assembled."""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -70,7 +83,8 @@ class SandboxSpec:
         data["hide"] = tuple(data["hide"])
         data["binds"] = tuple(tuple(pair) for pair in data["binds"])
         data["expose"] = tuple(data.get("expose", ()))
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 @dataclass
@@ -78,7 +92,11 @@ class SandboxReport:
     """What the launcher managed to apply (written beside the spec for the grader to read)."""
 
     namespaces: bool = False
+    user_namespace: bool = False
+    """True when an unprivileged user namespace made the namespaces possible (grader not root)."""
     network_isolated: bool = False
+    new_root: bool = False
+    """True when the kernel sees only the new root (system directories, Python, its sandbox)."""
     uid: int | None = None
     hidden: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -113,25 +131,121 @@ def _mount(libc: ctypes.CDLL, source: str, target: str, fstype: str | None, flag
         raise OSError(ctypes.get_errno(), f"mount {source} on {target} failed")
 
 
+_CLONE_NEWUSER = 0x10000000
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_NOATIME = 0x400
+_MS_NODIRATIME = 0x800
+_MS_RELATIME = 0x200000
+_MNT_DETACH = 2
+_LOCKED_FLAGS = (  # statvfs flag → mount flag; a user namespace may not clear these on a remount
+    (os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, _MS_NOEXEC),
+    (os.ST_NOATIME, _MS_NOATIME), (os.ST_NODIRATIME, _MS_NODIRATIME), (os.ST_RELATIME, _MS_RELATIME),
+)
+SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+"""Bound read-only into the new root: what any program needs to start."""
+KERNEL_FILESYSTEMS = ("/dev", "/proc", "/sys")
+"""Bound (recursively) into the new root as they are."""
+
+
 def enter_namespaces(spec: SandboxSpec, report: SandboxReport) -> None:
-    """New mount (+ network) namespace; hide and bind directories. Root on Linux only."""
+    """New mount (+ network) namespace, then the new root (or, failing that, the hide list).
+
+    As root the namespaces are created directly; otherwise inside a new user namespace that maps
+    only the grader's own uid (the kernel keeps no capability once it ``exec``s).
+    """
     libc = _libc()
     flags = _CLONE_NEWNS | (_CLONE_NEWNET if spec.isolate_network else 0)
+    as_root = is_root()
+    if not as_root:
+        flags |= _CLONE_NEWUSER
+    uid, gid = os.getuid(), os.getgid()
     if libc.unshare(flags) != 0:
         report.notes.append(f"namespaces unavailable (errno {ctypes.get_errno()}); limits only")
         return
+    if not as_root:
+        _map_own_ids(uid, gid)
+        report.user_namespace = True
     report.namespaces = True
     report.network_isolated = spec.isolate_network
     _mount(libc, "none", "/", None, _MS_REC | _MS_PRIVATE, None)
     for source, target in spec.binds:
         os.makedirs(target, exist_ok=True)
-        _mount(libc, source, target, None, _MS_BIND | _MS_REC, None)
-        _mount(libc, source, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
+        _bind(libc, source, target, read_only=True)
+    if spec.new_root and spec.sandbox_root:
+        try:
+            enter_new_root(libc, spec, report)
+            return
+        except OSError as error:
+            report.notes.append(f"new root unavailable ({error}); hiding the grader's directories instead")
     _expose(libc, spec.expose)
-    for directory in spec.hide:
-        if os.path.isdir(directory):
-            _mount(libc, "tmpfs", directory, "tmpfs", _MS_RDONLY, "size=4k,mode=755")
+    _hide(libc, spec.hide, "", report)
+
+
+def _map_own_ids(uid: int, gid: int) -> None:
+    """Inside a new user namespace: map the grader's uid and gid to themselves, nothing else."""
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"{gid} {gid} 1")
+
+
+def _bind(libc: ctypes.CDLL, source: str, target: str, read_only: bool) -> None:
+    """Bind ``source`` (with its sub-mounts) on ``target``; read-only keeps the flags a user namespace locks."""
+    _mount(libc, source, target, None, _MS_BIND | _MS_REC, None)
+    if read_only:
+        locked = os.statvfs(target).f_flag
+        extra = sum(flag for statvfs_flag, flag in _LOCKED_FLAGS if locked & statvfs_flag)
+        _mount(libc, source, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | extra, None)
+
+
+def _hide(libc: ctypes.CDLL, directories: tuple[str, ...], root: str, report: SandboxReport) -> None:
+    for directory in directories:
+        inside = root + directory
+        if os.path.isdir(inside):
+            _mount(libc, "tmpfs", inside, "tmpfs", _MS_RDONLY, "size=4k,mode=755")
             report.hidden.append(directory)
+
+
+def enter_new_root(libc: ctypes.CDLL, spec: SandboxSpec, report: SandboxReport) -> None:
+    """Build a root holding only what the kernel needs, and ``chroot`` into it.
+
+    The root is a tmpfs (in the grader's private directory, which the kernel cannot see) with the
+    system directories, the Python installation and MNIST bound read-only, ``/dev``, ``/proc`` and
+    ``/sys`` as they are, a private ``/tmp`` and ``/dev/shm``, and the sandbox's directory at its
+    own path (so every path the grader gave the kernel stays valid).
+    """
+    root = tempfile.mkdtemp(prefix="nbgrade-root-", dir=spec.private or None)
+    _mount(libc, "tmpfs", root, "tmpfs", 0, "size=1m,mode=755")
+    for entry in os.listdir("/"):
+        if os.path.islink("/" + entry):
+            os.symlink(os.readlink("/" + entry), os.path.join(root, entry))
+    for directory in SYSTEM_DIRECTORIES:
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            os.makedirs(root + directory, exist_ok=True)
+            _bind(libc, directory, root + directory, read_only=True)
+    for directory in KERNEL_FILESYSTEMS:
+        if os.path.isdir(directory):
+            os.makedirs(root + directory, exist_ok=True)
+            _bind(libc, directory, root + directory, read_only=False)
+    size = f"size={max(spec.tmp_bytes, 2**20)}"
+    for directory in ("/tmp", "/dev/shm"):
+        os.makedirs(root + directory, exist_ok=True)
+        _mount(libc, "tmpfs", root + directory, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=1777")
+    for path in sorted({form for p in spec.expose for form in (os.path.abspath(p), os.path.realpath(p))}):
+        if os.path.isdir(path) and not os.path.exists(root + path):
+            os.makedirs(root + path)
+            _bind(libc, path, root + path, read_only=True)
+    os.makedirs(root + spec.sandbox_root, exist_ok=True)
+    _bind(libc, spec.sandbox_root, root + spec.sandbox_root, read_only=False)
+    _hide(libc, spec.hide, root, report)
+    _mount(libc, "none", root, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
+    os.chroot(root)
+    os.chdir("/")
+    report.new_root = True
 
 
 def blocked_ancestor(path: Path) -> Path | None:
@@ -170,12 +284,16 @@ def _expose(libc: ctypes.CDLL, paths: tuple[str, ...]) -> None:
             libc.umount2(str(stash / str(number)).encode(), 2)  # MNT_DETACH
 
 
-def apply_rlimits(spec: SandboxSpec) -> None:
-    """CPU, memory, processes, file size, open files; each lowered only (never raised)."""
+def apply_rlimits(spec: SandboxSpec, own_processes: int = 0) -> None:
+    """CPU, memory, processes, file size, open files; each lowered only (never raised).
+
+    ``own_processes`` is what the kernel's user already runs when the kernel keeps the grader's
+    user: RLIMIT_NPROC counts every process of the user, so the kernel gets that many more.
+    """
     limits = {
         resource.RLIMIT_CPU: spec.cpu_seconds,
         resource.RLIMIT_AS: spec.address_space_bytes,
-        resource.RLIMIT_NPROC: spec.max_processes,
+        resource.RLIMIT_NPROC: spec.max_processes + own_processes,
         resource.RLIMIT_FSIZE: spec.max_file_bytes,
         resource.RLIMIT_NOFILE: spec.max_open_files,
         resource.RLIMIT_CORE: 0,
@@ -215,12 +333,13 @@ def launch(spec_path: Path, argv: list[str]) -> None:
     report = SandboxReport()
     report_file = spec_path.with_suffix(".applied.json").open("w")  # opened before the grader's files are hidden
     switch_user = is_root() and spec.uid is not None
-    if is_root() and sys.platform.startswith("linux"):
+    argv = private_connection_file(argv, spec.home, spec.uid if switch_user else None)
+    os.umask(0o022)
+    if sys.platform.startswith("linux"):
         try:
             enter_namespaces(spec, report)
         except OSError as error:
             report.notes.append(f"namespace set-up incomplete: {error}")
-    argv = private_connection_file(argv, spec.home, spec.uid if switch_user else None)
     if switch_user and not path_reachable_by_others(Path(sys.executable)):
         switch_user = False
         report.notes.append("the Python installation is not reachable by an unprivileged user; kernel kept the grader's user")
@@ -229,9 +348,25 @@ def launch(spec_path: Path, argv: list[str]) -> None:
         report_file.write(json.dumps(asdict(report)))
     if switch_user:
         drop_privileges(spec.uid)
-    apply_rlimits(spec)
+    apply_rlimits(spec, own_processes=0 if switch_user else count_processes(os.getuid()))
     os.chdir(spec.workdir)
     os.execvpe(argv[0], argv, os.environ.copy())
+
+
+def count_processes(uid: int) -> int:
+    """Processes and threads the user already has (RLIMIT_NPROC counts them all, not only the kernel's)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if line.startswith(("Uid:", "Threads:")))
+        except (OSError, ValueError):
+            continue
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid:
+            total += int(fields.get("Threads", "1").strip() or 1)
+    return total
 
 
 def main() -> None:
