@@ -1,0 +1,579 @@
+"""The Gradescope autograder: ``grade gradescope ASSIGNMENT -o autograder.zip``, and what runs inside it.
+
+The zip holds, at its root (Gradescope unpacks it into ``/autograder/source``):
+
+* ``setup.sh``: run once when Gradescope builds the image (Ubuntu base image, as root). It
+  installs Python, a virtual environment with CPU-only PyTorch wheels, the harness from the wheel
+  in the zip, and provisions MNIST (``grade data``) so nothing is downloaded while grading.
+  Afterwards only root can read the harness, the reference solutions and ``/autograder/source``.
+* ``run_autograder``: run for every submission. It calls ``python -m graders.autograder run``
+  under a hard time limit, then ``fallback_results.py`` (standard library only), which writes a
+  valid ``results.json`` with a 0 and a message whenever the grader did not: a crash of the
+  harness, an import error, the time limit. Instructor detail goes to stdout, which Gradescope
+  shows to instructors only.
+* the harness wheel (``graders`` and ``reference``, without the reference notebooks and written
+  answers), ``requirements.txt``, ``autograder_config.json`` (assignment, limits, parts) and an
+  instructor ``README.md`` (upload steps and the Gradescope settings the assignment needs).
+
+Inside the container the grader runs as root and the student's kernel as an unprivileged uid
+(:mod:`graders.sandbox`); ``/autograder/source`` and ``/autograder/results`` are passed to it as
+hidden directories and are not readable or writable by that uid in any case.
+
+``AUTOGRADER_ROOT`` replaces ``/autograder`` (the tests run the real ``run_autograder`` in a
+temporary directory), ``NBGRADE_PYTHON`` the virtual environment's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graders.bundle import Distribution, harness_distribution, package_files
+from graders.config import GradeConfig, Limits
+from graders.rubrics import ASSIGNMENT_IDS, get_assignment
+
+VENV = "/opt/nbgrade-venv"
+"""Where setup.sh creates the virtual environment (outside /autograder, so hiding that hides no Python)."""
+CACHE = "/opt/nbgrade-cache"
+"""$NBGRADE_CACHE in the container: the MNIST that setup.sh provisions."""
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+NOT_IN_CONTAINER = {"playwright": "headless-browser PDFs (grade pdf); the autograder only writes results.json"}
+"""Harness dependencies the container does not need, and why."""
+CONFIG_FILE = "autograder_config.json"
+FALLBACK_FILE = "fallback_results.py"
+MAX_RESULTS_BYTES = 1_000_000
+GRADESCOPE_DEFAULT_TIMEOUT_MINUTES = 10
+GRADESCOPE_DEFAULT_MEMORY_MB = 768
+WRAPPER_MARGIN_SECONDS = 45
+"""Kept between run_autograder's hard limit and Gradescope's timeout, for the fallback writer."""
+GRADER_RESERVE_MB = 200
+"""Container memory left to the grader process (and the page cache) beside the kernel."""
+
+
+@dataclass(frozen=True)
+class AutograderBudget:
+    """What one assignment's grading needs on Gradescope (0.5 CPU by default)."""
+
+    notebook_seconds: float
+    """All the student's cells together (about 5x the reference notebook at 0.5 CPU)."""
+    cell_seconds: float
+    probe_seconds: float
+    """The grader's observation of one part inside the kernel."""
+    container_memory_mb: int
+    """The Gradescope memory setting the reference notebook fits in."""
+    memory_reason: str = ""
+    """Why the assignment needs more than Gradescope's default, when it does."""
+
+
+BUDGETS: dict[str, AutograderBudget] = {
+    "csci145-ps6": AutograderBudget(
+        notebook_seconds=300, cell_seconds=150, probe_seconds=20, container_memory_mb=1536,
+        memory_reason="1D asks how the two models scale with n; a timing experiment up to n = 4000 (as in the "
+                      "reference) holds several 4000×4000 float64 kernel matrices at once, about 1.1 GB in the kernel",
+    ),
+    "ece685d-hw2": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=45, container_memory_mb=768),
+}
+
+
+@dataclass(frozen=True)
+class AutograderConfig:
+    """Everything ``run_autograder`` needs, written into the zip as JSON."""
+
+    assignment: str
+    title: str
+    template_name: str
+    timeout_minutes: int
+    """The Gradescope "Autograder timeout" this zip was built for."""
+    hard_limit_seconds: int
+    """run_autograder stops the grader after this long (then the fallback writes a 0)."""
+    container_memory_mb: int
+    memory_reason: str
+    limits: Limits
+    parts: tuple[tuple[str, str, float], ...] = field(default=())
+    """(id, title, autograded points) of each part, for the fallback results."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AutograderConfig":
+        data = json.loads(text)
+        data["limits"] = Limits(**data["limits"])
+        data["parts"] = tuple(tuple(p) for p in data["parts"])
+        return cls(**data)
+
+
+def autograder_config(assignment_id: str, timeout_minutes: int | None = None, memory_mb: int | None = None) -> AutograderConfig:
+    """The limits for ``assignment_id`` from its budget, fitted into Gradescope's timeout and memory."""
+    assignment = get_assignment(assignment_id)
+    budget = BUDGETS[assignment_id]
+    minutes = timeout_minutes or GRADESCOPE_DEFAULT_TIMEOUT_MINUTES
+    memory = memory_mb or budget.container_memory_mb
+    hard = minutes * 60 - WRAPPER_MARGIN_SECONDS
+    parts = assignment.rubric.parts
+    reserve = 60 + budget.probe_seconds * (len(parts) + 1) + 60  # start-up, observation, judging
+    notebook = min(budget.notebook_seconds, hard - reserve)
+    if notebook < 60:
+        raise ValueError(f"a {minutes}-minute timeout leaves {notebook:.0f} s for the notebook; allow more minutes")
+    limits = Limits(
+        cell_timeout=min(budget.cell_seconds, notebook), total_timeout=notebook, probe_timeout=budget.probe_seconds,
+        memory_mb=memory - GRADER_RESERVE_MB, threads=1,
+    )
+    return AutograderConfig(
+        assignment=assignment_id, title=assignment.rubric.title, template_name=f"{assignment_id}.ipynb",
+        timeout_minutes=minutes, hard_limit_seconds=hard, container_memory_mb=memory,
+        memory_reason=budget.memory_reason if memory > GRADESCOPE_DEFAULT_MEMORY_MB else "",
+        limits=limits, parts=tuple((p.id, p.title, p.points) for p in parts),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the zip
+# ---------------------------------------------------------------------------------------------
+def wheel_name(dist: Distribution) -> str:
+    return f"{dist.name.replace('-', '_')}-{dist.version}-py3-none-any.whl"
+
+
+def wheel_members() -> list[tuple[str, Path]]:
+    """(path in the wheel, file) for ``graders`` and ``reference``, without reference notebooks and answers."""
+    import graders
+    import reference
+
+    members = [(f"graders/{p.relative_to(Path(graders.__file__).parent).as_posix()}", p) for p in package_files()]
+    reference_dir = Path(reference.__file__).resolve().parent
+    for path in package_files(reference_dir):
+        relative = path.relative_to(reference_dir)
+        if relative.parts[0] not in ("notebooks", "answers"):
+            members.append((f"reference/{relative.as_posix()}", path))
+    return members
+
+
+def build_wheel(directory: Path, dist: Distribution | None = None) -> Path:
+    """A pure-Python wheel of the harness, written directly (no build backend, reproducible bytes)."""
+    dist = dist or harness_distribution()
+    target = directory / wheel_name(dist)
+    info = f"{dist.name.replace('-', '_')}-{dist.version}.dist-info"
+    files = [(name, path.read_bytes()) for name, path in wheel_members()]
+    files += [
+        (f"{info}/METADATA", _wheel_metadata(dist).encode()),
+        (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: nbgrade-ml autograder\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
+        (f"{info}/entry_points.txt", b"[console_scripts]\ngrade = graders.cli:main\n"),
+        (f"{info}/top_level.txt", b"graders\nreference\n"),
+    ]
+    record = "".join(f"{name},sha256={_digest(data)},{len(data)}\n" for name, data in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, data in [*files, (f"{info}/RECORD", record.encode())]:
+            wheel.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+    return target
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _wheel_metadata(dist: Distribution) -> str:
+    requires = "".join(f"Requires-Dist: {r}\n" for r in dist.requirements)
+    return (f"Metadata-Version: 2.1\nName: {dist.name}\nVersion: {dist.version}\n"
+            f"Summary: Auto-grading harness (Gradescope autograder build)\nRequires-Python: {dist.requires_python}\n{requires}")
+
+
+def container_requirements(dist: Distribution) -> list[str]:
+    return [r for r in dist.requirements if _requirement_name(r) not in NOT_IN_CONTAINER]
+
+
+def _requirement_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower()
+
+
+def setup_script(wheel: str) -> str:
+    torch = " ".join(f'"{r}"' for r in harness_distribution().requirements if _requirement_name(r) in ("torch", "torchvision"))
+    return f"""#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu base image).
+set -euxo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SOURCE=/autograder/source
+apt-get update
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip ca-certificates
+python3 -m venv {VENV}
+{VENV}/bin/python -m pip install --upgrade pip
+# CPU-only PyTorch (the CUDA wheels are gigabytes and Gradescope has no GPU), then the rest from PyPI.
+{VENV}/bin/python -m pip install --index-url {TORCH_INDEX} {torch}
+{VENV}/bin/python -m pip install -r "$SOURCE/requirements.txt"
+{VENV}/bin/python -m pip install --no-deps "$SOURCE/{wheel}"
+# MNIST now, at build time: nothing is downloaded while grading.
+mkdir -p {CACHE}
+NBGRADE_CACHE={CACHE} {VENV}/bin/grade data
+chmod -R a+rX {CACHE} {VENV}
+# Only root (the grader) reads the harness, the reference solutions and this directory; the
+# students' kernels run as another user.
+SITE=$({VENV}/bin/python -c "import graders, os; print(os.path.dirname(os.path.dirname(graders.__file__)))")
+chmod 700 "$SITE/graders" "$SITE/reference" "$SOURCE"
+"""
+
+
+def run_script(config: AutograderConfig) -> str:
+    return f"""#!/usr/bin/env bash
+# Gradescope runs this as root from /autograder for every submission.
+# AUTOGRADER_ROOT replaces /autograder and NBGRADE_PYTHON the Python of {VENV} (used by the tests).
+set -u
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+SOURCE="$ROOT/source"
+RESULTS="$ROOT/results"
+PYTHON="${{NBGRADE_PYTHON:-{VENV}/bin/python}}"
+export NBGRADE_CACHE="${{NBGRADE_CACHE:-{CACHE}}}"
+export PYTHONDONTWRITEBYTECODE=1
+HARD_LIMIT={config.hard_limit_seconds}  # seconds: {config.assignment}'s budget within a {config.timeout_minutes}-minute Gradescope timeout
+mkdir -p "$RESULTS"
+chmod 755 "$RESULTS"
+chmod 700 "$SOURCE"
+rm -f "$RESULTS/results.json"
+LOG="$(mktemp)"
+START=$SECONDS
+timeout --kill-after=15 "$HARD_LIMIT" "$PYTHON" -m graders.autograder run --root "$ROOT" --config "$SOURCE/{CONFIG_FILE}" 2>&1 | tee "$LOG"
+STATUS=${{PIPESTATUS[0]}}
+ARGS=(--results "$RESULTS/results.json" --config "$SOURCE/{CONFIG_FILE}" --status "$STATUS" --log "$LOG" --elapsed $((SECONDS - START)))
+if ! python3 "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}" && ! "$PYTHON" "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}"; then
+  echo '{{"score": 0, "execution_time": 0, "output": "The autograder failed before it could grade your notebook; your instructor has the details.", "stdout_visibility": "hidden", "tests": []}}' > "$RESULTS/results.json"
+fi
+rm -f "$LOG"
+exit 0
+"""
+
+
+FALLBACK_SCRIPT = '''"""Write a valid Gradescope results.json when the grader did not (standard library only)."""
+import argparse
+import json
+import sys
+
+
+def valid(path):
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    tests = data.get("tests", []) if isinstance(data, dict) else None
+    return (isinstance(tests, list) and isinstance(data.get("score", 0), (int, float))
+            and all(isinstance(t, dict) and isinstance(t.get("score", 0), (int, float)) for t in tests))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    for name in ("--results", "--config", "--status", "--log", "--elapsed"):
+        parser.add_argument(name, default="")
+    args = parser.parse_args()
+    if valid(args.results):
+        return 0
+    try:
+        with open(args.config) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        config = {}
+    minutes = int(config.get("hard_limit_seconds", 0)) // 60
+    if args.status in ("124", "137"):
+        message = ("Grading did not finish within the autograder's time limit (%d minutes): does a cell train for a very "
+                   "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit." % minutes)
+    else:
+        message = ("The autograder itself failed while grading your notebook (exit status %s), so it scored 0. "
+                   "This is not your mistake; your instructor has the details." % (args.status or "unknown"))
+    try:
+        with open(args.log, errors="replace") as handle:
+            log = handle.read()[-6000:]
+    except OSError:
+        log = ""
+    print("nbgrade fallback: the grader wrote no valid results.json (exit status %s); instructor detail:" % args.status)
+    print(log)
+    tests = [{"name": "%s \\u00b7 %s" % (pid, title), "score": 0.0, "max_score": float(points), "status": "failed",
+              "output": message, "visibility": "visible"} for pid, title, points in config.get("parts", []) if points]
+    elapsed = float(args.elapsed) if args.elapsed.replace(".", "", 1).isdigit() else 0.0
+    results = {"score": 0.0, "execution_time": elapsed, "output": message, "visibility": "visible",
+               "stdout_visibility": "hidden", "tests": tests}
+    with open(args.results, "w") as handle:
+        json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
+    memory = config.container_memory_mb
+    memory_line = (f"**Memory: {memory / 1024:g} GB** (Gradescope's default is 768 MB): {config.memory_reason}."
+                   if memory > GRADESCOPE_DEFAULT_MEMORY_MB else "Memory: Gradescope's default (768 MB) is enough.")
+    return f"""# Gradescope autograder: {config.title} (`{config.assignment}`)
+
+## Upload
+
+1. Create a *Programming Assignment* on Gradescope, {sum(p[2] for p in config.parts):g} points (autograded).
+   Parts graded by the students themselves are a separate assignment (the PDF from `grade pdf`).
+2. *Configure Autograder* → *Zip file upload* → `{zip_name}` → Base image: **Ubuntu 22.04**
+   (any Ubuntu image with apt works) → *Update Autograder*. The build installs Python, CPU PyTorch
+   and the harness, and provisions MNIST (a few minutes).
+3. Settings → Autograder settings:
+   * **Autograder timeout: {config.timeout_minutes} minutes** (this zip's own hard limit is
+     {config.hard_limit_seconds} s: past it the submission gets a 0 with a message).
+   * {memory_line}
+   * CPU: the default 0.5 CPU is enough (the kernel uses one thread).
+4. *Test Autograder* with the reference notebook: it must score full marks.
+
+Students upload their notebook (`{config.template_name}`, any name works): `run_autograder`
+grades the `.ipynb` in the submission, or a notebook with another extension, or the best match
+among several, and says which one it graded.
+
+## What students see
+
+Every check is a visible test named after its part (`1C · kernel_matches_reference`), so the
+total shows. Checks on inputs drawn at grading time say so without revealing them. Hidden
+details (tracebacks, inputs) are printed to the autograder's stdout, which only instructors see.
+
+## Limits (from the assignment's budget)
+
+* the student's cells: {config.limits.total_timeout:g} s in all, {config.limits.cell_timeout:g} s per cell;
+* the grader's observation of each part: {config.limits.probe_timeout:g} s;
+* the kernel's memory: {config.limits.memory_mb} MB (the grader keeps {GRADER_RESERVE_MB} MB).
+
+Rebuild with other values: `grade gradescope {config.assignment} -o {zip_name} --timeout-minutes N --memory-mb M`.
+
+## Contents
+
+`setup.sh`, `run_autograder`, `{FALLBACK_FILE}`, `{CONFIG_FILE}`, `requirements.txt`, `{wheel}`
+(the harness and the reference solutions: root-only inside the container, never readable by the
+students' code, which runs as another user).
+"""
+
+
+def build_zip(assignment_id: str, target: Path, timeout_minutes: int | None = None, memory_mb: int | None = None) -> Path:
+    """Write the autograder zip for ``assignment_id`` to ``target``."""
+    config = autograder_config(assignment_id, timeout_minutes, memory_mb)
+    dist = harness_distribution()
+    with tempfile.TemporaryDirectory(prefix="nbgrade-zip-") as scratch:
+        wheel = build_wheel(Path(scratch), dist)
+        entries: list[tuple[str, bytes, int]] = [
+            ("setup.sh", setup_script(wheel.name).encode(), 0o755),
+            ("run_autograder", run_script(config).encode(), 0o755),
+            (FALLBACK_FILE, FALLBACK_SCRIPT.encode(), 0o644),
+            (CONFIG_FILE, config.to_json().encode(), 0o644),
+            ("requirements.txt", "".join(f"{r}\n" for r in container_requirements(dist)).encode(), 0o644),
+            ("README.md", instructor_readme(config, target.name, wheel.name).encode(), 0o644),
+            (wheel.name, wheel.read_bytes(), 0o644),
+        ]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data, mode in entries:
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = (0o100000 | mode) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Inside the container: find the notebook, grade it, write results.json
+# ---------------------------------------------------------------------------------------------
+IGNORED_NAMES = ("__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__")
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+
+
+@dataclass(frozen=True)
+class ChosenNotebook:
+    """The submitted file that will be graded, and a sentence for the student saying why that one."""
+
+    path: Path | None
+    message: str
+
+
+def submitted_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.rglob("*") if p.is_file()
+                  and not any(part in IGNORED_NAMES or part.startswith(".") for part in p.relative_to(directory).parts))
+
+
+def looks_like_notebook(path: Path) -> bool:
+    """An .ipynb file, or a file under another name whose JSON has a notebook's keys."""
+    if path.suffix.lower() == ".ipynb":
+        return True
+    try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            return False
+        with path.open("rb") as handle:
+            head = handle.read(65536).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head.startswith(b"{") and (b'"cells"' in head or b'"nbformat"' in head)
+
+
+def notebook_rank(path: Path, assignment_id: str, template_name: str) -> tuple:
+    """Higher is a likelier answer to this assignment: named .ipynb, declares it, uses its names, has code."""
+    from graders.parts import detect_assignment
+    from graders.submission import InvalidSubmission, read_notebook
+
+    try:
+        notebook = read_notebook(path)
+    except (InvalidSubmission, OSError, ValueError):
+        return (False, False, False, False, False, 0)
+    declared = notebook.metadata.get("nbgrade", {}).get("assignment") == assignment_id
+    detected = detect_assignment(notebook) == assignment_id
+    code = sum(1 for c in notebook.cells if c.cell_type == "code" and c.source.strip())
+    copy = any(word in path.name.lower() for word in ("checkpoint", "copy", "backup"))
+    return (True, declared, detected, path.name.lower() == template_name.lower(), not copy, code)
+
+
+def choose_notebook(directory: Path, assignment_id: str, template_name: str) -> ChosenNotebook:
+    files = submitted_files(directory)
+    candidates = [p for p in files if looks_like_notebook(p)]
+    if not candidates:
+        listing = ", ".join(p.name for p in files[:10]) + (" …" if len(files) > 10 else "") or "no files at all"
+        return ChosenNotebook(None, f"No Jupyter notebook was found in your submission ({listing}). "
+                                    "Upload your .ipynb file (in Jupyter or Colab: File → Download → .ipynb).")
+    ranks = {p: notebook_rank(p, assignment_id, template_name) for p in candidates}
+    chosen = max(candidates, key=lambda p: (ranks[p], p.suffix.lower() == ".ipynb", p.stat().st_mtime))
+    shown = chosen.relative_to(directory).as_posix()
+    message = f"Graded `{shown}`."
+    if chosen.suffix.lower() != ".ipynb":
+        message = f"Graded `{shown}`: it is a Jupyter notebook although its name does not end in .ipynb."
+    if len(candidates) > 1:
+        names = ", ".join(p.relative_to(directory).as_posix() for p in candidates[:8])
+        runner_up = max(ranks[p] for p in candidates if p != chosen)
+        message = (f"You submitted {len(candidates)} notebooks ({names}); graded `{shown}`, the one that "
+                   f"{_why(ranks[chosen], runner_up)}. Submit a single notebook to choose yourself.")
+    return ChosenNotebook(chosen, message)
+
+
+REASONS = ("is a readable notebook", "declares this assignment in its metadata", "uses this assignment's names",
+           "is named like the template", "is not a copy or checkpoint", "has the most code")
+
+
+def _why(best: tuple, runner_up: tuple) -> str:
+    """The first criterion of :func:`notebook_rank` on which the chosen notebook beats the next best."""
+    for reason, mine, theirs in zip(REASONS, best, runner_up):
+        if mine != theirs:
+            return reason
+    return "was saved last"
+
+
+def grade_config(config: AutograderConfig, root: Path) -> GradeConfig:
+    return GradeConfig(
+        assignment=config.assignment, limits=config.limits, sandbox=True, write_report=False, instructor=False,
+        hide=(str(root / "source"), str(root / "results")),
+    )
+
+
+def run_autograder(root: Path, config: AutograderConfig) -> dict:
+    """Grade the submission under ``root`` and write ``root/results/results.json``; return what was written."""
+    from graders.grade import grade_submission, invalid_result
+
+    started = time.monotonic()
+    results_dir = root / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    choice = choose_notebook(root / "submission", config.assignment, config.template_name)
+    settings = grade_config(config, root)
+    if choice.path is None:
+        result = invalid_result(root / "submission", settings, 0, choice.message, time.monotonic() - started)
+    else:
+        result = grade_submission(choice.path, settings)
+        result = dataclasses.replace(result, messages=(choice.message, *result.messages))
+    data = gradescope_results(result)
+    write_results(data, results_dir / "results.json")
+    print_instructor_summary(result, choice)
+    return data
+
+
+def gradescope_results(result) -> dict:
+    from graders.gradescope import to_gradescope
+
+    data = to_gradescope(result, instructor=False)
+    data["extra_data"] = {"assignment": result.assignment, "seed": result.seed, "status": result.status,
+                          "submission": result.submission, "sha256": result.sha256}
+    return shrink(data)
+
+
+def shrink(data: dict, limit: int = MAX_RESULTS_BYTES) -> dict:
+    """Cut test outputs until the JSON fits under ``limit`` bytes (Gradescope's results stay small)."""
+    for cap in (4000, 1500, 500, 120):
+        if len(json.dumps(data, ensure_ascii=False).encode()) < limit:
+            return data
+        for test in data.get("tests", []):
+            if len(test.get("output", "")) > cap:
+                test["output"] = test["output"][: cap - 20] + "\n… (truncated)"
+        data["output"] = data.get("output", "")[: cap * 4]
+    return data
+
+
+def write_results(data: dict, path: Path) -> None:
+    """Atomically: a reader (or a crash half-way) never sees a partial results.json."""
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.chmod(scratch, 0o644)
+    os.replace(scratch, path)
+
+
+def print_instructor_summary(result, choice: ChosenNotebook) -> None:
+    """To stdout, which Gradescope shows to instructors only: the score, each failure and its detail."""
+    print(f"{result.assignment} {choice.path.name if choice.path else '(no notebook)'}: {result.score:g}/{result.max_score:g} "
+          f"(seed {result.seed}, {result.duration:.1f} s, status {result.status})")
+    for check in result.checks:
+        if not check.passed:
+            print(f"  {check.part} {check.name}: {check.outcome.value}: {check.message}"[:400])
+            if check.detail:
+                print("    " + check.detail[-1500:].replace("\n", "\n    "))
+    if result.instructor_detail:
+        print("harness detail:\n" + result.instructor_detail[-6000:])
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graders.autograder run")
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config = AutograderConfig.from_json(args.config.read_text())
+    try:
+        run_autograder(args.root, config)
+    except Exception:  # noqa: BLE001 - run_autograder's fallback writer turns this into a valid 0
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: `grade gradescope ASSIGNMENT -o autograder.zip`
+# ---------------------------------------------------------------------------------------------
+def cli(argv: list[str]) -> int:
+    if argv[:1] == ["run"]:
+        return run_cli(argv[1:])
+    parser = argparse.ArgumentParser(prog="grade gradescope", description="Build the Gradescope autograder zip.")
+    parser.add_argument("assignment", choices=ASSIGNMENT_IDS)
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the zip to write (autograder.zip)")
+    parser.add_argument("--timeout-minutes", type=int, help=f"Gradescope's autograder timeout (default {GRADESCOPE_DEFAULT_TIMEOUT_MINUTES})")
+    parser.add_argument("--memory-mb", type=int, help="Gradescope's container memory (default: what the assignment needs)")
+    args = parser.parse_args(argv)
+    try:
+        target = build_zip(args.assignment, args.out, args.timeout_minutes, args.memory_mb)
+    except (ValueError, ModuleNotFoundError) as error:
+        print(f"grade gradescope: error: {error}", file=sys.stderr)
+        return 2
+    config = autograder_config(args.assignment, args.timeout_minutes, args.memory_mb)
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB)")
+    print(f"Gradescope settings: timeout {config.timeout_minutes} min, memory {config.container_memory_mb} MB, "
+          "base image Ubuntu 22.04; see README.md in the zip")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))
