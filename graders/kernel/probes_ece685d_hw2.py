@@ -68,16 +68,33 @@ def _gradient_key(result, name):
     return None
 
 
-def _call_gradients(fn, case, params, X, Y, weights):
+class CallFailed(Exception):
+    """Every accepted argument form raised; the message lists what each one raised."""
+
+
+def _first_that_works(attempts):
+    """(form, result) of the first attempt that returns; CallFailed naming every error otherwise."""
+    errors = []
+    for form, attempt in attempts:
+        try:
+            return form, attempt()
+        except ProbeTimeout:
+            raise
+        except Exception as error:  # noqa: BLE001 - the next accepted form may work
+            errors.append(f"with {form}: {type(error).__name__}: {error}"[:160])
+    raise CallFailed("; ".join(errors))
+
+
+def _call_gradients(fn, params, X, Y, weights):
     """Call with float64 tensors and torch g; if that raises, with NumPy arrays and NumPy g."""
     g, g_prime = _torch_activation(params["activation"])
+    ng, ng_prime = _numpy_activation(params["activation"])
     tensors = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}
-    try:
-        return "torch", fn(torch.from_numpy(X.copy()), torch.from_numpy(Y.copy()), tensors, g, g_prime)
-    except Exception:  # noqa: BLE001 - the contract accepts NumPy code: retry with arrays
-        g, g_prime = _numpy_activation(params["activation"])
-        arrays = {k: v.copy() for k, v in weights.items()}
-        return "numpy", fn(X.copy(), Y.copy(), arrays, g, g_prime)
+    arrays = {k: v.copy() for k, v in weights.items()}
+    return _first_that_works((
+        ("float64 tensors", lambda: fn(torch.from_numpy(X.copy()), torch.from_numpy(Y.copy()), tensors, g, g_prime)),
+        ("NumPy arrays", lambda: fn(X.copy(), Y.copy(), arrays, ng, ng_prime)),
+    ))
 
 
 def _record_gradients(P, case, kind, result):
@@ -108,7 +125,7 @@ def probe_P1(P):
     for case, params in enumerate(P.params().get("cases", [])):
         X, Y = P.input(f"X_{case}"), P.input(f"Y_{case}")
         weights = {name: P.input(f"{name}_{case}") for name in PARAM_NAMES}
-        out = P.call(f"case_{case}", _call_gradients, fn, case, params, X, Y, weights)
+        out = P.call(f"case_{case}", _call_gradients, fn, params, X, Y, weights)
         if out is not None:
             _record_gradients(P, case, *out)
 
@@ -224,6 +241,8 @@ def _record_sources(P, ds, indices):
     for name in ordered:
         try:
             found = _source_from(attributes[name], ds, indices, n)
+        except ProbeTimeout:
+            raise
         except Exception:  # noqa: BLE001 - an attribute that cannot be read is not the source
             continue
         if found is not None:
@@ -273,12 +292,24 @@ def _describe_batch(batch):
     return {"kind": type(batch).__name__, "elements": []}
 
 
+class WorkerError(Exception):
+    """An error raised in a DataLoader worker, condensed to its first line and the original error."""
+
+
 def _loader_batches(P, key, ds, workers):
     loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=workers, timeout=LOADER_TIMEOUT if workers else 0,
                         generator=torch.Generator().manual_seed(0))
-    iterator = iter(loader)
+    iterator = None
     try:
+        iterator = iter(loader)
         P.value(key, [_describe_batch(next(iterator)) for _ in range(2)])
+    except ProbeTimeout:
+        raise
+    except Exception as error:  # noqa: BLE001 - keep "Caught X in worker" and the original error, not the worker's traceback
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        if "Original Traceback" in str(error) and len(lines) > 1:
+            raise WorkerError(f"{lines[0]} {lines[-1]}") from error
+        raise
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:
@@ -294,6 +325,8 @@ def _record_worker_context(P, ds):
         pass
     try:
         _pickle.dumps(ds)
+    except ProbeTimeout:
+        raise
     except Exception as error:  # noqa: BLE001 - spawn-based workers (macOS, Windows) would fail the same way
         P.value("pickle_error", f"{type(error).__name__}: {error}"[:300])
 
@@ -328,7 +361,7 @@ def probe_P2(P):
     params = P.params()
     P.call("items", _record_items, P, ds, int(params.get("seed", 0)), int(params.get("samples", 48)))
     P.call("loader", _loader_batches, P, "loader", ds, 0)
-    _record_worker_context(P, ds)
+    P.call("worker_context", _record_worker_context, P, ds)
     P.call("loader_workers", _loader_batches, P, "loader_workers", ds, 2)
 
 
@@ -343,24 +376,19 @@ BCE_ALIASES = {
 
 
 def _bce_forms(w, X, y):
-    """The argument forms tried in turn: 1-D tensors, 1-D arrays, then column vectors (d×1, n×1)."""
+    """The argument forms tried in turn: 1-D tensors, 1-D arrays, w requiring grad, column vectors (d×1, n×1)."""
     t = torch.from_numpy
-    yield "tensor", (t(w.copy()), t(X.copy()), t(y.copy()))
-    yield "numpy", (w.copy(), X.copy(), y.copy())
-    yield "tensor column", (t(w.reshape(-1, 1).copy()), t(X.copy()), t(y.reshape(-1, 1).copy()))
-    yield "numpy column", (w.reshape(-1, 1).copy(), X.copy(), y.reshape(-1, 1).copy())
+    yield "1-D float64 tensors", lambda: (t(w.copy()), t(X.copy()), t(y.copy()))
+    yield "1-D NumPy arrays", lambda: (w.copy(), X.copy(), y.copy())
+    yield "w requiring grad", lambda: (t(w.copy()).requires_grad_(True), t(X.copy()), t(y.copy()))
+    yield "column tensors", lambda: (t(w.reshape(-1, 1).copy()), t(X.copy()), t(y.reshape(-1, 1).copy()))
+    yield "column NumPy arrays", lambda: (w.reshape(-1, 1).copy(), X.copy(), y.reshape(-1, 1).copy())
 
 
 def _call_bce(P, key, fn, w, X, y):
-    last = None
-    for form, args in _bce_forms(w, X, y):
-        try:
-            out = fn(*args)
-            P.value("form_" + key, form)
-            return out
-        except Exception as error:  # noqa: BLE001 - try the next accepted form
-            last = error
-    raise last
+    form, out = _first_that_works((form, lambda make=make: fn(*make())) for form, make in _bce_forms(w, X, y))
+    P.value("form_" + key, form)
+    return out
 
 
 def _floats(values):
@@ -379,6 +407,8 @@ def _histories(value):
         for name, series in list(record.items())[:20]:
             try:
                 entry[str(name)] = _floats(series)
+            except ProbeTimeout:
+                raise
             except Exception as error:  # noqa: BLE001
                 entry[str(name)] = f"unreadable: {type(error).__name__}: {error}"[:200]
         found[str(method)] = entry
