@@ -143,9 +143,11 @@ def _case_arrays(inputs: dict[str, Any], case: int) -> tuple[np.ndarray, np.ndar
 
 
 def autograd_residual_gradients(
-    X: np.ndarray, Y: np.ndarray, params: dict[str, np.ndarray], activation: str, transposed_forward: bool = False
+    X: np.ndarray, Y: np.ndarray, params: dict[str, np.ndarray], activation: str,
+    transposed_forward: bool = False, skip: bool = True,
 ) -> dict[str, np.ndarray]:
-    """∂L/∂p by torch autograd in float64 for the CONTRACT's network (or, flagged, one using W instead of Wᵀ)."""
+    """∂L/∂p by torch autograd in float64 for the CONTRACT's network (or, flagged, one using W instead of Wᵀ
+    or one without the skip connections: the gradients a consistent but mistaken derivation produces)."""
     import torch
 
     g = _torch_activation(activation)
@@ -153,7 +155,7 @@ def autograd_residual_gradients(
     h = torch.tensor(X, dtype=torch.float64)
     for layer in ("1", "2"):
         W = leaves["W" + layer].T if transposed_forward else leaves["W" + layer]
-        h = g(h @ W + leaves["b" + layer]) + h
+        h = g(h @ W + leaves["b" + layer]) + (h if skip else 0)
     y_hat = h @ leaves["W3"] + leaves["b3"]
     loss = ((torch.tensor(Y, dtype=torch.float64) - y_hat) ** 2).mean()
     grads = torch.autograd.grad(loss, [leaves[k] for k in PARAM_NAMES])
@@ -172,6 +174,10 @@ class Backprop:
     """Whether the identity path carries e_ℓ back to e_{ℓ−1}."""
     derivative: str = "g_prime"
     """``g_prime`` (correct), ``g`` (g used for g′) or ``tanh`` (tanh′ hard-coded)."""
+    derivative_at_h: bool = False
+    """Whether g′ is evaluated at the layer's output h_ℓ instead of its pre-activation a_ℓ."""
+    transposed_forward: bool = False
+    """Whether the forward pass multiplies by W instead of Wᵀ (the backward formulas staying those of Wᵀ)."""
 
 
 def manual_residual_gradients(
@@ -180,16 +186,17 @@ def manual_residual_gradients(
     """The residual MLP's gradients written by hand in NumPy, correct or with one catalogued slip."""
     g, g_prime = NUMPY_ACTIVATIONS[activation]
     derivative = {"g_prime": g_prime, "g": g, "tanh": NUMPY_ACTIVATIONS["tanh"][1]}[how.derivative]
-    a1 = X @ p["W1"] + p["b1"]
+    W1, W2 = (p["W1"].T, p["W2"].T) if how.transposed_forward else (p["W1"], p["W2"])
+    a1 = X @ W1 + p["b1"]
     h1 = g(a1) + X
-    a2 = h1 @ p["W2"] + p["b2"]
+    a2 = h1 @ W2 + p["b2"]
     h2 = g(a2) + h1
     r = h2 @ p["W3"] + p["b3"] - Y
     dy = how.factor * r / len(X) ** how.divide_by_n
     e2 = dy @ p["W3"].T
-    d2 = e2 * derivative(a2)
+    d2 = e2 * derivative(h2 if how.derivative_at_h else a2)
     e1 = (e2 if how.skip else 0) + d2 @ p["W2"].T
-    d1 = e1 * derivative(a1)
+    d1 = e1 * derivative(h1 if how.derivative_at_h else a1)
     return {"W1": X.T @ d1, "b1": d1.sum(0), "W2": h1.T @ d2, "b2": d2.sum(0), "W3": h2.T @ dy, "b3": dy.sum(0)}
 
 
@@ -201,6 +208,8 @@ MEAN_TWICE = "divided by N twice (mean instead of sum over examples after the 1/
 SIGN = "sign error: ∂L/∂ŷ = (2/N)(ŷ − y), not (2/N)(y − ŷ)"
 SKIP_DROPPED = "the identity path of the residual is dropped in backprop: e_{ℓ−1} = e_ℓ + W_ℓ δ_ℓ, the skip connection passes e_ℓ back unchanged"
 G_NOT_G_PRIME = "g is used where g′ belongs: δ_ℓ = e_ℓ ⊙ g′(a_ℓ), not e_ℓ ⊙ g(a_ℓ)"
+G_PRIME_AT_H = "g′ is evaluated at the layer's output h_ℓ: δ_ℓ = e_ℓ ⊙ g′(a_ℓ), at the pre-activation a_ℓ"
+NO_SKIP_FORWARD = "the forward pass drops the skip connection: h_ℓ = g(a_ℓ) + h_{ℓ−1}"
 TANH_HARDCODED = "g′ is hard-coded as tanh′ (1 − tanh²): use the g_prime argument"
 B3_TWICE = "∂L/∂b₃ is averaged twice (divided by N twice): it is (2/N) Σ_i (ŷ_i − y_i), with one 1/N"
 B3_SUMMED = "∂L/∂b₃ is summed without the 1/N (sum instead of mean): it is (2/N) Σ_i (ŷ_i − y_i)"
@@ -217,6 +226,10 @@ def residual_mistakes(X: np.ndarray, Y: np.ndarray, p: dict[str, np.ndarray], ac
         G_NOT_G_PRIME: lambda: manual_residual_gradients(X, Y, p, activation, Backprop(derivative="g")),
         TANH_HARDCODED: lambda: manual_residual_gradients(X, Y, p, activation, Backprop(derivative="tanh")),
         FORWARD_W: lambda: autograd_residual_gradients(X, Y, p, activation, transposed_forward=True),
+        FORWARD_W + " (the backward pass still uses the formulas for Wᵀ)":
+            lambda: manual_residual_gradients(X, Y, p, activation, Backprop(transposed_forward=True)),
+        G_PRIME_AT_H: lambda: manual_residual_gradients(X, Y, p, activation, Backprop(derivative_at_h=True)),
+        NO_SKIP_FORWARD: lambda: autograd_residual_gradients(X, Y, p, activation, skip=False),
     }
     correct = manual_residual_gradients(X, Y, p, activation)
     found: dict[str, dict[str, Callable[[], np.ndarray]]] = {}
@@ -351,8 +364,8 @@ def gradient_b3_matches_autograd(ctx: JudgeContext) -> None:
 # ---------------------------------------------------------------------------------------------
 # P2 · Multi-view dataset
 # ---------------------------------------------------------------------------------------------
-def _dataset(ctx: JudgeContext) -> dict[str, Any]:
-    """The probe's record of `two_view_dataset`, or NOT_RUN when it could not be inspected."""
+def _require_items(ctx: JudgeContext) -> None:
+    """NOT_RUN unless `two_view_dataset` exists and has items the probe could draw."""
     ctx.require("two_view_dataset")
     error = ctx.call_error("len")
     if error:
@@ -360,11 +373,11 @@ def _dataset(ctx: JudgeContext) -> dict[str, Any]:
     n = ctx.obs.get("len")
     if not isinstance(n, int) or n <= 0:
         not_run(f"two_view_dataset has no items (len is {n!r})")
-    return ctx.obs.values
 
 
 def _item_layout(ctx: JudgeContext) -> dict[str, Any]:
-    _dataset(ctx)
+    """Where x1, x2 and y sit in an item (as the probe found them), or NOT_RUN when no views could be found."""
+    _require_items(ctx)
     error = ctx.call_error("items")
     if error:
         not_run(f"two_view_dataset[i] raised {error['type']}: {error['message']}", detail=error.get("traceback"))
