@@ -80,9 +80,11 @@ class Bundle:
 def harness_distribution() -> Distribution:
     """Name, version and dependencies: the checkout's pyproject.toml, else the installed metadata."""
     pyproject = REPO / "pyproject.toml"
-    if pyproject.is_file():
-        import tomllib
-
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:
+        tomllib = None
+    if pyproject.is_file() and tomllib is not None:
         project = tomllib.loads(pyproject.read_text())["project"]
         return Distribution(project["name"], project["version"], project.get("requires-python", ">=3.10"),
                             tuple(project.get("dependencies", ())))

@@ -216,7 +216,7 @@ TAMPERING = r'''
 import os, pathlib
 root = pathlib.Path(os.environ.get("AUTOGRADER_ROOT", "{root}"))
 held = []
-for secret in ("{root}/source/setup.sh", "{root}/source/autograder_config.json", "{reference}"):
+for secret in ("{root}/source/setup.sh", "{root}/source/autograder_config.json", "{reference}", "{rubric}"):
     try:
         pathlib.Path(secret).read_text()
     except OSError as error:
@@ -233,11 +233,11 @@ raise RuntimeError("sandbox held: " + ",".join(held))
 '''
 
 
-def test_student_code_cannot_read_the_source_or_reference_nor_write_the_results(autograder_zip, wheel_site, tmp_path):
+def test_student_code_cannot_read_the_source_reference_or_checks_nor_write_the_results(autograder_zip, wheel_site, tmp_path):
     root = tmp_path / "autograder"
     reference = wheel_site / "reference" / "csci145_ps6.py"
     cells = ["def sigmoid_derivative(z):\n    import torch\n    s = torch.sigmoid(torch.as_tensor(z))\n    return s * (1 - s)",
-             TAMPERING.format(root=root, reference=reference)]
+             TAMPERING.format(root=root, reference=reference, rubric=wheel_site / "graders" / "rubrics" / "csci145_ps6.py")]
     make_root(tmp_path, autograder_zip, {"hw.ipynb": notebook_bytes(cells)})
     results, _ = run_autograder(root, wheel_site)
     assert "LEAK" not in results["output"]
