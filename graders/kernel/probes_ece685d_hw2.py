@@ -81,8 +81,11 @@ def _first_that_works(attempts):
         except ProbeTimeout:
             raise
         except Exception as error:  # noqa: BLE001 - the next accepted form may work
-            errors.append(f"with {form}: {type(error).__name__}: {error}"[:160])
-    raise CallFailed("; ".join(errors))
+            errors.append((form, error))
+    texts = [f"{type(error).__name__}: {error}"[:160] for _, error in errors]
+    if len(set(texts)) == 1:
+        raise errors[0][1]  # the same error whatever the arguments: report it as it is
+    raise CallFailed("; ".join(f"with {form}: {text}" for (form, _), text in zip(errors, texts)))
 
 
 def _call_gradients(fn, params, X, Y, weights):

@@ -955,7 +955,8 @@ def _histories(ctx: JudgeContext) -> dict[str, dict[str, np.ndarray]]:
     for method in METHODS:
         record = _entry(ctx, value, method, "histories")
         if not isinstance(record, dict) or "_type" in record:
-            fail(f"histories has no dict for '{method}' (keys: {', '.join(sorted(value))}).",
+            keys = f"keys: {', '.join(sorted(value))}" if value else "it is empty"
+            fail(f"histories has no dict for '{method}' ({keys}).",
                  expected="histories['gd'], ['newton'], ['newton_diag'], each a dict of lists")
         series = {}
         for name in SERIES:
