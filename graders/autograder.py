@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time

@@ -36,16 +36,12 @@ from graders.judge import JudgeContext, judge_part
 from graders.kernel import kernel_source
 from graders.observe import FigureRecord, Observations, PartObservation, write_inputs
 from graders.parts import ASSIGNMENT_MARKERS
-from graders.rubrics import Assignment, get_assignment, sent_to_kernel
+from graders.rubrics import ASSIGNMENT_IDS, Assignment, get_assignment, sent_to_kernel
 from graders.thresholds import thresholds_for
 
 PROBE_CALL_TIMEOUT = 60.0
 """Seconds one call of the student's code may take inside a local probe."""
 MAX_VALUES_BYTES = 8 * 1024 * 1024
-PART_IDS: dict[str, str] = {"1A": "csci145-ps6", "1B": "csci145-ps6", "1C": "csci145-ps6", "1D": "csci145-ps6",
-                            "2A": "csci145-ps6", "2B": "csci145-ps6", "2C": "csci145-ps6",
-                            "P1": "ece685d-hw2", "P2": "ece685d-hw2", "P3": "ece685d-hw2"}
-"""Part id → the assignment it belongs to (part ids are unique across assignments)."""
 
 
 class LocalCheckError(ValueError):
@@ -114,15 +110,22 @@ def user_namespace() -> dict[str, Any]:
 def resolve_assignment(namespace: dict[str, Any], part: str | None, assignment: str | None) -> Assignment:
     """The assignment named, else the one the part id belongs to, else the one whose names are defined."""
     if assignment is None and part is not None:
-        assignment = PART_IDS.get(part.upper())
+        owners = part_owners()
+        assignment = owners.get(part.upper())
         if assignment is None:
-            raise LocalCheckError(f"unknown part {part!r}; parts are {', '.join(PART_IDS)}.")
+            raise LocalCheckError(f"unknown part {part!r}; parts are {', '.join(owners)}.")
     if assignment is None:
         scores = {a: sum(m in namespace for m in markers) for a, markers in ASSIGNMENT_MARKERS.items()}
         assignment = max(scores, key=scores.get)
         if scores[assignment] == 0:
             raise LocalCheckError("none of the assignment's names is defined yet: name a part, e.g. check(\"1A\").")
     return get_assignment(assignment)
+
+
+@functools.lru_cache(maxsize=1)
+def part_owners() -> dict[str, str]:
+    """Part id → the assignment it belongs to (part ids are unique across assignments)."""
+    return {p.id: a for a in ASSIGNMENT_IDS for p in get_assignment(a).rubric.parts}
 
 
 @functools.lru_cache(maxsize=4)

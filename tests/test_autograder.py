@@ -5,7 +5,8 @@ imports first (so the wheel's own copy of the harness is what runs); setup.sh is
 test's virtual environment stands in for the one it builds). Every results.json is validated
 against a JSON Schema of Gradescope's format written out below.
 
-Budget: about 80 s on 2 cores (the reference notebook graded end to end, about 45 s of it).
+Budget: about 75 s on 2 cores (the reference notebook graded end to end, with a tampering cell appended,
+is 45–65 s of it).
 """
 
 from __future__ import annotations
@@ -201,20 +202,8 @@ def test_among_several_notebooks_the_one_answering_the_assignment_is_graded(tmp_
 # ---------------------------------------------------------------------------------------------
 # The real run_autograder
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_reference_notebook_gets_full_marks(autograder_zip, wheel_site, tmp_path):
-    root = make_root(tmp_path, autograder_zip, {"PS6 final (1).ipynb": (REFERENCE_NOTEBOOKS / "csci145-ps6.ipynb").read_bytes()})
-    results, stdout = run_autograder(root, wheel_site)
-    assert results["score"] == 90 and sum(t["max_score"] for t in results["tests"]) == 90
-    assert all(t["status"] == "passed" for t in results["tests"])
-    assert "Graded `PS6 final (1).ipynb`." in results["output"]
-    assert all(t["name"][:2] in {"1A", "1B", "1C", "2A", "2B", "2C"} for t in results["tests"])
-    assert "90/90" in stdout
-
-
 TAMPERING = r'''
-import os, pathlib
-root = pathlib.Path(os.environ.get("AUTOGRADER_ROOT", "{root}"))
+import pathlib
 held = []
 for secret in ("{root}/source/setup.sh", "{root}/source/autograder_config.json", "{reference}", "{rubric}"):
     try:
@@ -233,15 +222,22 @@ raise RuntimeError("sandbox held: " + ",".join(held))
 '''
 
 
-def test_student_code_cannot_read_the_source_reference_or_checks_nor_write_the_results(autograder_zip, wheel_site, tmp_path):
+@pytest.mark.slow
+def test_reference_notebook_gets_full_marks_and_its_kernel_cannot_touch_the_grader(autograder_zip, wheel_site, tmp_path):
+    """The reference notebook, with one student cell appended that tries to read and write what it must not."""
     root = tmp_path / "autograder"
-    reference = wheel_site / "reference" / "csci145_ps6.py"
-    cells = ["def sigmoid_derivative(z):\n    import torch\n    s = torch.sigmoid(torch.as_tensor(z))\n    return s * (1 - s)",
-             TAMPERING.format(root=root, reference=reference, rubric=wheel_site / "graders" / "rubrics" / "csci145_ps6.py")]
-    make_root(tmp_path, autograder_zip, {"hw.ipynb": notebook_bytes(cells)})
-    results, _ = run_autograder(root, wheel_site)
+    notebook = nbformat.read(str(REFERENCE_NOTEBOOKS / "csci145-ps6.ipynb"), as_version=4)
+    rubric = wheel_site / "graders" / "rubrics" / "csci145_ps6.py"
+    notebook.cells.append(nbformat.v4.new_code_cell(TAMPERING.format(root=root, reference=wheel_site / "reference" / "csci145_ps6.py", rubric=rubric)))
+    make_root(tmp_path, autograder_zip, {"PS6 final (1).ipynb": nbformat.writes(notebook).encode()})
+    results, stdout = run_autograder(root, wheel_site)
+    assert results["score"] == 90 and sum(t["max_score"] for t in results["tests"]) == 90
+    assert all(t["status"] == "passed" for t in results["tests"])
+    assert "Graded `PS6 final (1).ipynb`." in results["output"]
+    assert all(t["name"][:2] in {"1A", "1B", "1C", "2A", "2B", "2C"} for t in results["tests"])
+    assert "90/90" in stdout
     assert "LEAK" not in results["output"]
-    assert "sandbox held: " in results["output"] and results["score"] == 5, results["output"]
+    assert "RuntimeError: sandbox held: " in results["output"], "the tampering cell must have run"
 
 
 def test_broken_notebook_scores_zero_with_a_clear_message(autograder_zip, wheel_site, tmp_path):
