@@ -313,9 +313,9 @@ if __name__ == "__main__":
 
 def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
     memory = config.container_memory_mb
-    memory_line = (f"**Memory: {memory / 1024:g} GB** (Gradescope's default is 768 MB): {config.memory_reason}. Left at "
-                   "768 MB, such a notebook has its kernel stopped in that cell and is re-run without it (still graded, "
-                   "with a note to the student)."
+    memory_line = (f"**Memory: {memory / 1024:g} GB** (Gradescope's default is 768 MB): {config.memory_reason}. To keep 768 MB, "
+                   f"rebuild with `--memory-mb 768`: the grader then stops such a kernel itself and re-runs the notebook "
+                   "without that cell (still graded, with a note to the student) instead of Gradescope killing the run."
                    if memory > GRADESCOPE_DEFAULT_MEMORY_MB else "Memory: Gradescope's default (768 MB) is enough.")
     return f"""# Gradescope autograder: {config.title} (`{config.assignment}`)
 
