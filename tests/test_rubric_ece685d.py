@@ -1,11 +1,12 @@
 """ece685d-hw2 rubric: the reference notebook, an independent correct solution, and subtly wrong ones.
 
 Each wrong notebook is the independent solution below with exact text substitutions (asserted to
-apply), so every mistake is a visible diff. Notebooks carry one mistake per part, in different
-parts, and every part is asserted separately: the mistaken part loses points with a message that
-names the mistake, the others keep every point. Grading a notebook takes ≈ 10–20 s, so the file
-grades nine notebooks (budget ≤ 150 s with ``-n 2``); the catalogues themselves are also unit-tested
-without a kernel.
+apply), so every mistake is a visible diff. A notebook carries at most one mistake per part (two
+in P1 only where they touch disjoint gradients, since each gradient is its own check), and every
+part is asserted separately: exactly the expected checks fail, each message names the mistake, and
+a correct part keeps every point. Grading a notebook costs ≈ 10 s of CPU (torch and torchvision
+imports alone ≈ 7 s), so the file grades eight notebooks: ≤ 150 s with ``-n 2`` on an idle
+2-core machine. The catalogues themselves are also unit-tested without a kernel.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import REFERENCE_NOTEBOOKS, fast_config, make_notebook
-from graders.checks import Outcome
 from graders.result import GradingResult, PartResult
 from graders.rubrics import ece685d_hw2 as rubric
 
@@ -266,7 +266,9 @@ def test_independent_correct_solution_gets_full_marks(grade_notebook) -> None:
 # ------------------------------------------------------------------------------------------------
 # Subtly wrong notebooks: one mistake per part, asserted part by part
 # ------------------------------------------------------------------------------------------------
-P1_TRANSPOSED = edit(P1_SOURCE, ('"W1": X.T @ d1', '"W1": d1.T @ X'), ('"W2": h1.T @ d2', '"W2": d2.T @ h1'))
+P1_TRANSPOSED_AND_B3_MEAN = edit(P1_SOURCE, ('"W1": X.T @ d1', '"W1": d1.T @ X'), ('"W2": h1.T @ d2', '"W2": d2.T @ h1'),
+                                 ('"b3": dy.sum(axis=0)', '"b3": dy.mean(axis=0)'))
+"""Two P1 mistakes that touch disjoint gradients (W1, W2 and b3): each check names its own."""
 P1_FORWARD_W = edit(
     P1_SOURCE,
     ("a1 = X @ W1 + b1", "a1 = X @ W1.T + b1"), ("a2 = h1 @ W2 + b2", "a2 = h1 @ W2.T + b2"),
@@ -277,7 +279,6 @@ P1_NO_FACTOR_2 = edit(P1_SOURCE, ("dy = 2 * (y_hat - Y) / N", "dy = (y_hat - Y) 
 P1_SUM = edit(P1_SOURCE, ("dy = 2 * (y_hat - Y) / N", "dy = 2 * (y_hat - Y)"))
 P1_NO_SKIP = edit(P1_SOURCE, ("e1 = e2 + d2 @ W2.T", "e1 = d2 @ W2.T"))
 P1_G_NOT_PRIME = edit(P1_SOURCE, ("g_prime(a2)", "g(a2)"), ("g_prime(a1)", "g(a1)"))
-P1_B3_MEAN = edit(P1_SOURCE, ('"b3": dy.sum(axis=0)', '"b3": dy.mean(axis=0)'))
 
 P2_FOUR_TUPLE = edit(P2_SOURCE, ("return self.augment(image), self.augment(image), torch.tensor(label)",
                                  "return transforms.functional.to_tensor(image), self.augment(image), self.augment(image), torch.tensor(label)"),
@@ -303,9 +304,12 @@ GRADIENT_CHECKS = {f"gradient_{n}_matches_autograd" for n in ("W1", "b1", "W2", 
 
 
 @pytest.mark.slow
-def test_transposed_gradient_four_tuple_and_mean_loss(grade_notebook) -> None:
-    result = grade(grade_notebook, solution_notebook(P1_TRANSPOSED, P2_FOUR_TUPLE, P3_MEAN), "mistakes_a.ipynb")
-    assert_mistake(result, "P1", {"gradient_W1_matches_autograd", "gradient_W2_matches_autograd"}, "transposed")
+def test_transposed_gradient_b3_averaged_twice_four_tuple_and_mean_loss(grade_notebook) -> None:
+    result = grade(grade_notebook, solution_notebook(P1_TRANSPOSED_AND_B3_MEAN, P2_FOUR_TUPLE, P3_MEAN), "mistakes_a.ipynb")
+    assert_mistake(result, "P1", {"gradient_W1_matches_autograd", "gradient_W2_matches_autograd"}, "transposed",
+                   allowed={"gradient_b3_matches_autograd"})
+    assert "averaged twice" in failed(result, "P1")["gradient_b3_matches_autograd"]
+    assert part(result, "P1").score == 9
     assert_mistake(result, "P2", {"item_is_two_views_and_label"}, "(original, x1, x2, y)")
     assert part(result, "P2").score == 26
     assert_mistake(result, "P3", {"bce_loss_matches_autograd", "bce_gradient_matches_autograd", "bce_hessian_matches_autograd"},
@@ -352,18 +356,11 @@ def test_skip_path_dropped_reseeded_views_and_diag_newton_full_hessian(grade_not
 
 @pytest.mark.slow
 def test_g_for_g_prime_and_time_per_iteration(grade_notebook) -> None:
-    result = grade(grade_notebook, solution_notebook(P1_G_NOT_PRIME, None, P3_TIME_PER_ITERATION), "mistakes_f.ipynb")
+    result = grade(grade_notebook, solution_notebook(P1_G_NOT_PRIME, P2_SOURCE, P3_TIME_PER_ITERATION), "mistakes_f.ipynb")
     assert_mistake(result, "P1", {"gradient_W1_matches_autograd", "gradient_b1_matches_autograd",
                                   "gradient_W2_matches_autograd", "gradient_b2_matches_autograd"}, "g is used where g′ belongs")
-    assert part(result, "P2").score == 0 and part(result, "P2").checks[0].outcome is Outcome.NOT_RUN
+    assert_full(result, "P2")
     assert_mistake(result, "P3", {"time_is_cumulative"}, "time recorded per iteration")
-
-
-@pytest.mark.slow
-def test_b3_averaged_twice(grade_notebook) -> None:
-    result = grade(grade_notebook, solution_notebook(P1_B3_MEAN, None, None), "mistakes_g.ipynb")
-    assert_mistake(result, "P1", {"gradient_b3_matches_autograd"}, "averaged twice")
-    assert part(result, "P1").score == 17
 
 
 # ------------------------------------------------------------------------------------------------
