@@ -45,6 +45,8 @@ MAX_MESSAGE_BYTES = 16 * 2**20
 """A kernel message larger than this is dropped by the grader's socket (zmq MAXMSGSIZE)."""
 MAX_QUEUED_MESSAGES = 64
 """Messages the grader's sockets queue before the kernel's further output is dropped (zmq RCVHWM)."""
+IOPUB_TIMEOUT = 5
+"""Seconds to wait, after a cell's reply, for the rest of its output (1 s after a timeout)."""
 TRUNCATION_NOTE = "[grader] output truncated: this cell printed too much."
 KERNEL_LOG_BYTES = 32_768
 """The last bytes of the kernel process's own stdout/stderr kept for the instructor (crash messages)."""
@@ -190,7 +192,7 @@ class CappedClient(NotebookClient):
                 "evalue": f"cell exceeded {limits.cell_timeout:g} s",
                 "traceback": [],
             },
-            iopub_timeout=5,
+            iopub_timeout=IOPUB_TIMEOUT,
             raise_on_iopub_timeout=False,
             record_timing=False,
             shutdown_kernel="immediate",
@@ -205,6 +207,7 @@ class CappedClient(NotebookClient):
 
     async def _async_handle_timeout(self, timeout, cell=None):  # type: ignore[override]
         self.timed_out = True
+        self.iopub_timeout = 1  # an interrupted kernel that answers does so at once; one that does not never will
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
@@ -635,6 +638,7 @@ class KernelSession:
         self.client.timeout = max(1, int(min(timeout, self.deadline - time.monotonic())))
         started = time.monotonic()
         self.client.timed_out = False
+        self.client.iopub_timeout = IOPUB_TIMEOUT
         try:
             self.client.execute_cell(cell, index, store_history=store_history)
         except (DeadKernelError, RuntimeError) as error:
@@ -671,8 +675,9 @@ class KernelSession:
             cells.pop(index)
         return run
 
-    def responsive(self, timeout: float = 10.0) -> bool:
-        """After an interrupt: does the kernel answer again?"""
+    def responsive(self, timeout: float | None = None) -> bool:
+        """After an interrupt: does the kernel answer again (within the cell timeout, at most 5 s)?"""
+        timeout = timeout if timeout is not None else min(5.0, max(2.0, self.limits.cell_timeout))
         return self.alive and self.run_code("pass", timeout=timeout, store_history=False).status == "ok"
 
     def stop_if_unresponsive(self, reason: str) -> bool:
@@ -720,7 +725,13 @@ def execute_notebook(session: KernelSession, limits: Limits) -> ExecutedNotebook
 
 
 def _truncation_notes(session: KernelSession, limits: Limits) -> list[str]:
-    cells = sorted(session.client.truncated_cells) if session.client is not None else []
+    """Which cells lost output, to the grader's cap or to the kernel's (which leaves its note in the output)."""
+    cells = set(session.client.truncated_cells) if session.client is not None else set()
+    for index, cell in enumerate(session.notebook.cells):
+        if any(TRUNCATION_NOTE in str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+               for o in cell.get("outputs", [])):
+            cells.add(index)
+    cells = sorted(cells)
     if not cells:
         return []
     listed = ", ".join(str(i + 1) for i in cells[:10]) + (" …" if len(cells) > 10 else "")

@@ -26,6 +26,8 @@ import numpy as np
 from graders.execute import CellRun, ExecutedNotebook, KernelSession
 from graders.kernel import kernel_source
 
+WARM_UP_SECONDS = 60.0
+"""Time the probes' own imports (torch, torchvision) may take in the kernel, outside every part's limit."""
 MAX_VALUES_BYTES = 8 * 1024 * 1024
 MAX_ARRAY_FILE_BYTES = 80 * 1024 * 1024
 
@@ -154,6 +156,11 @@ def _private_exec(code: str, filename: str) -> str:
     )
 
 
+def warm_up_cell(probe_source: str) -> str:
+    """Source of a cell that imports what the probes need (torch …) before any part's time limit starts."""
+    return _private_exec(kernel_source("runtime") + "\n" + probe_source + "\n", "<grader warm-up>")
+
+
 def meta_cell(exchange: Path) -> str:
     """Source of the cell that reports figures and the names the notebook defined."""
     code = kernel_source("runtime") + (
@@ -173,10 +180,13 @@ def observe(
     probe per part; a kernel that a probe kills or hangs is recovered once for the later parts.
     """
     exchange = session.workspace.new_exchange()
-    session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30
-    recovery = KernelRecovery(session, executed)
+    session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30 + WARM_UP_SECONDS
+    recovery = KernelRecovery(session, executed, warm_up_cell(plan.source))
     first = next(iter(plan.inputs), "the first part")
-    meta = _read_meta(session, exchange, probe_timeout) if recovery.ensure_running(first) else {}
+    meta = {}
+    if recovery.ensure_running(first):
+        recovery.warm_up()
+        meta = _read_meta(session, exchange, probe_timeout)
     parts: dict[str, PartObservation] = {}
     for part, inputs in plan.inputs.items():
         if not recovery.ensure_running(part):
@@ -217,15 +227,24 @@ class KernelRecovery:
     shown in the report stay those of the graded run.
     """
 
-    def __init__(self, session: KernelSession, executed: ExecutedNotebook) -> None:
+    def __init__(self, session: KernelSession, executed: ExecutedNotebook, warm_up_source: str = "pass") -> None:
         self.session = session
         self.executed = executed
+        self.warm_up_source = warm_up_source
         self.cause = ""
         """Why the kernel stopped (empty while it runs)."""
         self.problem = ""
         """The one-line message for parts that could not be observed."""
         self.replayed = False
         self.notes: list[str] = []
+
+    def warm_up(self) -> None:
+        """Import what the probes use, so that no part's time limit pays for it."""
+        run = self.session.run_code(self.warm_up_source, timeout=WARM_UP_SECONDS)
+        if run.status == "timeout":
+            self.session.stop_if_unresponsive("the kernel did not respond while the grader prepared its checks")
+        if not self.session.alive and not self.cause:
+            self.cause = f"the kernel stopped while the grader prepared its checks ({run.summary})"
 
     def check_after(self, part: str, observation: PartObservation) -> None:
         """After a probe that timed out or died: make sure a hung kernel is stopped, and remember why."""
@@ -242,10 +261,14 @@ class KernelRecovery:
         if not self.cause:
             self.cause = f"the kernel was not running after your notebook ran ({self.session.exit_description()})"
         if self.replayed:
+            self.problem = f"not graded: {self.cause} (the kernel had already been restarted once to grade the parts before)"
+            if not any(self.cause in note for note in self.notes):
+                self.notes.append(_sentence(self.problem) + ".")
             return False
         self.replayed = True
         outcome = self._replay()
         if outcome is None:
+            self.warm_up()
             self.notes.append(f"{_sentence(self.cause)}; the kernel was restarted and your cells re-run once so that "
                               f"the remaining parts ({next_part} onwards) could be graded.")
             self.cause = ""

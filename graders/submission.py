@@ -53,15 +53,20 @@ def file_sha256(path: Path) -> str:
 
 def load_submission(path: Path) -> Submission:
     """Read ``path`` as a notebook, or raise :class:`InvalidSubmission` saying why not."""
-    notebook = read_notebook(path)
+    notebook, read_notes = read_notebook_with_notes(path)
     runnable, notes = make_runnable(notebook)
     return Submission(
-        path=path, sha256=file_sha256(path), notebook=notebook, runnable=runnable, notes=tuple(notes)
+        path=path, sha256=file_sha256(path), notebook=notebook, runnable=runnable, notes=tuple([*read_notes, *notes])
     )
 
 
 def read_notebook(path: Path) -> NotebookNode:
     """Parse and validate a notebook file, upgrading nbformat 3; student-readable errors."""
+    return read_notebook_with_notes(path)[0]
+
+
+def read_notebook_with_notes(path: Path) -> tuple[NotebookNode, list[str]]:
+    """The notebook in ``path`` and sentences about how it was read (encoding, metadata that lied)."""
     if not path.is_file():
         raise InvalidSubmission(f"{path.name} is not a file.")
     size = path.stat().st_size
@@ -70,8 +75,12 @@ def read_notebook(path: Path) -> NotebookNode:
             f"{path.name} is {size / 2**20:.0f} MB, more than the {MAX_SUBMISSION_BYTES // 2**20} MB "
             "a notebook may have: clear large outputs (Kernel → Restart & Clear Output) and resubmit."
         )
-    raw = path.read_bytes()
-    text = _decode(raw, path.name)
+    if size == 0:
+        raise InvalidSubmission(f"{path.name} is empty (0 bytes). Save the notebook in Jupyter and resubmit the .ipynb file.")
+    text, encoding = decode(path.read_bytes())
+    notes = [] if encoding in ("utf-8", "utf-8-sig") else [
+        f"The file is not UTF-8; it was read as {encoding} (Jupyter saves notebooks as UTF-8)."
+    ]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -80,45 +89,92 @@ def read_notebook(path: Path) -> NotebookNode:
             f"{path.name} is not a Jupyter notebook: it is not valid JSON "
             f"(line {error.lineno}, column {error.colno}).{hint} Save it from Jupyter as .ipynb."
         ) from None
-    return _to_notebook(data, path.name)
+    del text
+    notebook, more = _to_notebook(data, path.name)
+    return notebook, [*notes, *more]
 
 
-def _decode(raw: bytes, name: str) -> str:
-    for encoding in ("utf-8-sig", "utf-16"):
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def decode(raw: bytes) -> tuple[str, str]:
+    """The text of a file and the encoding it was read with: a BOM decides, else UTF-8, then Windows-1252, then Latin-1."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError:
+                break
+    for encoding in ("utf-8", "cp1252"):
         try:
-            text = raw.decode(encoding)
+            return raw.decode(encoding), encoding
         except UnicodeDecodeError:
             continue
-        if encoding == "utf-16" and not raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            continue
-        return text
-    return raw.decode("latin-1")
+    return raw.decode("latin-1"), "latin-1"
 
 
 def _looks_like_python(text: str) -> bool:
-    return bool(re.search(r"^\s*(import |from \S+ import |def |class |print\()", text, re.M))
+    """Python's own statements (``print(`` alone is not enough: R and Julia have it too)."""
+    return bool(re.search(r"^\s*(import [\w.]+|from [\w.]+ import |def \w+\s*\(|class \w+\s*[(:])", text, re.M))
 
 
-def _to_notebook(data: object, name: str) -> NotebookNode:
+PYTHON_LANGUAGES = ("python", "python3", "ipython", "ipython3", "py")
+
+
+def _to_notebook(data: object, name: str) -> tuple[NotebookNode, list[str]]:
     if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise InvalidSubmission(
             f"{name} is JSON but not a Jupyter notebook (it has no cells). Submit the .ipynb file."
         )
+    if "cells" in data and not isinstance(data.get("nbformat"), int):
+        data = {**data, "nbformat": 4, "nbformat_minor": data.get("nbformat_minor", 4)}
     try:
-        notebook = nbformat.reads(json.dumps(data), as_version=4)
+        notebook = nbformat.convert(nbformat.from_dict(data), 4)
     except Exception as error:  # nbformat raises many kinds for malformed input
         raise InvalidSubmission(f"{name} is not a readable notebook: {_one_line(error)}") from None
-    language = notebook.metadata.get("kernelspec", {}).get("language") or notebook.metadata.get(
-        "language_info", {}
-    ).get("name")
-    if language and str(language).lower() not in ("python", "python3", "ipython", "ipython3"):
-        raise InvalidSubmission(
-            f"{name} is a {language} notebook; this assignment is graded in Python. "
-            "Submit the Python notebook."
-        )
-    if not any(cell.get("cell_type") == "code" for cell in notebook.cells):
-        raise InvalidSubmission(f"{name} has no code cells: there is nothing to grade.")
-    return notebook
+    notebook = normalise_cells(notebook)
+    if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
+        raise InvalidSubmission(f"{name} has no code: there is nothing to grade.")
+    return notebook, _language_notes(notebook, name)
+
+
+def normalise_cells(notebook: NotebookNode) -> NotebookNode:
+    """Repair what hand-edited or exported notebooks get wrong: missing keys, sources as lists or null."""
+    notebook.setdefault("metadata", {})
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        cells = []
+    repaired = []
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        kind = cell.get("cell_type") if cell.get("cell_type") in ("code", "markdown", "raw") else "raw"
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(str(part) for part in source)
+        fixed = {**cell, "cell_type": kind, "source": source if isinstance(source, str) else "",
+                 "metadata": cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}}
+        if kind == "code":
+            fixed["outputs"] = cell.get("outputs") if isinstance(cell.get("outputs"), list) else []
+            fixed["execution_count"] = cell.get("execution_count") if isinstance(cell.get("execution_count"), int) else None
+        repaired.append(fixed)
+    notebook["cells"] = repaired
+    return nbformat.from_dict(notebook)
+
+
+def _language_notes(notebook: NotebookNode, name: str) -> list[str]:
+    """A notebook whose metadata names another language is graded if its code is Python, else refused."""
+    metadata = notebook.metadata
+    language = (metadata.get("kernelspec") or {}).get("language") or (metadata.get("language_info") or {}).get("name")
+    if not language or str(language).lower() in PYTHON_LANGUAGES:
+        return []
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    if _looks_like_python(code):
+        return [f"The notebook's metadata names the {language} language, but its code is Python; it was run with Python."]
+    raise InvalidSubmission(
+        f"{name} is a notebook for the {language} language; this assignment is graded in Python. Submit the Python notebook."
+    )
 
 
 def _one_line(error: BaseException) -> str:
@@ -127,55 +183,84 @@ def _one_line(error: BaseException) -> str:
 
 
 _SHELL = re.compile(r"^(\s*)!(.*)$")
-_LINE_MAGIC = re.compile(r"^(\s*)%(?!%)(\w+)(.*)$")
-_NEUTRALISED_LINE_MAGICS = {"pip", "conda", "cd", "run", "load", "sx", "system", "bash", "sh", "env", "store", "writefile"}
-_NEUTRALISED_CELL_MAGICS = {"bash", "sh", "script", "system", "writefile", "html", "javascript", "js", "capture_all"}
+_LINE_MAGIC = re.compile(r"^(\s*)%(?!%)([A-Za-z_]\w*)(.*)$")
+_NEUTRALISED_LINE_MAGICS = {
+    "pip", "conda", "mamba", "cd", "run", "load", "sx", "system", "bash", "sh", "env", "store", "tensorboard",
+    "notebook", "qtconsole", "connect_info", "killbgscripts", "bookmark", "pushd", "popd",
+}
+_NEUTRALISED_CELL_MAGICS = {"bash", "sh", "script", "system", "html", "javascript", "js", "perl", "ruby", "svg", "latex"}
+_GUARDED_LINE_MAGICS = {"load_ext", "reload_ext", "autoreload", "aimport", "config", "watermark", "pylab"}
+"""Magics that may need what the grading kernel does not have: a failure is printed, the cell goes on."""
 
 
 def make_runnable(notebook: NotebookNode) -> tuple[NotebookNode, list[str]]:
     """A copy with outputs dropped and what cannot run in a grading kernel neutralised."""
-    runnable = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    runnable = nbformat.v4.new_notebook(metadata=dict(notebook.metadata), nbformat_minor=notebook.get("nbformat_minor", 4))
     notes: list[str] = []
-    for index, cell in enumerate(runnable.cells):
-        cell.pop("attachments", None)
-        if cell.cell_type != "code":
-            continue
-        cell.outputs = []
-        cell.execution_count = None
-        source, cell_notes = neutralise_source(cell.source)
-        cell.source = source
-        notes.extend(f"Cell {index + 1}: {note}" for note in cell_notes)
+    for index, cell in enumerate(notebook.cells):
+        copy = {key: value for key, value in cell.items() if key not in ("outputs", "attachments", "execution_count")}
+        if cell.cell_type == "code":
+            source, cell_notes = neutralise_source(cell.source)
+            copy.update(source=source, outputs=[], execution_count=None)
+            notes.extend(f"Cell {index + 1}: {note}" for note in cell_notes)
+        runnable.cells.append(nbformat.from_dict(copy))
     return runnable, notes
 
 
 def neutralise_source(source: str) -> tuple[str, list[str]]:
-    """Replace shell escapes, package installs and Colab mounts with harmless statements."""
+    """Replace shell escapes, package installs and the like with harmless statements, with notes."""
     lines = source.splitlines()
     first = lines[0].strip() if lines else ""
     if first.startswith("%%"):
-        magic = first[2:].split()[0] if len(first) > 2 else ""
+        magic, _, arguments = first[2:].partition(" ")
         if magic in _NEUTRALISED_CELL_MAGICS:
             return "pass  # grader: cell magic %%" + magic + " not run", [
-                f"the %%{magic} cell was not run (shell and file-writing cells are disabled while grading)."
+                f"the %%{magic} cell was not run (shell and other-language cells are disabled while grading)."
             ]
         if magic == "timeit":
-            lines = lines[1:]
-            notes = ["%%timeit was run once instead of timed."]
-            return "\n".join(lines), notes
+            setup = _strip_timing_options(arguments)
+            return "\n".join([setup, *lines[1:]] if setup else lines[1:]), ["%%timeit was run once instead of timed."]
     notes: list[str] = []
     out: list[str] = []
     for line in lines:
-        shell = _SHELL.match(line)
-        magic = _LINE_MAGIC.match(line)
-        if shell:
-            out.append(f"{shell.group(1)}pass  # grader: shell command not run")
-            notes.append(f"the shell command `!{shell.group(2).strip()[:60]}` was not run (no shell or network while grading).")
-        elif magic and magic.group(2) in _NEUTRALISED_LINE_MAGICS:
-            out.append(f"{magic.group(1)}pass  # grader: %{magic.group(2)} not run")
-            notes.append(f"`%{magic.group(2)}{magic.group(3)[:60]}` was not run while grading.")
-        elif magic and magic.group(2) in ("timeit", "time"):
-            statement = re.sub(r"^(\s*-[a-z]+(\s+\d+)?)*\s*", "", magic.group(3))
-            out.append(f"{magic.group(1)}{statement or 'pass'}")
-        else:
-            out.append(line)
+        replacement, note = _neutralise_line(line)
+        out.append(replacement)
+        if note:
+            notes.append(note)
+    notes.extend(advice for pattern, advice in _ADVISORIES if pattern.search(source))
     return "\n".join(out), notes
+
+
+_ADVISORIES = (
+    (re.compile(r"(?<![\w.])input\s*\("), "input() returns an empty string while grading (nobody can type)."),
+    (re.compile(r"\bdrive\.mount\s*\("), "Google Drive is not mounted while grading: files read from it are not there."),
+)
+"""Code that runs, but not as on the student's machine: a note, the source unchanged."""
+
+
+def _neutralise_line(line: str) -> tuple[str, str | None]:
+    shell = _SHELL.match(line)
+    if shell:
+        return (f"{shell.group(1)}pass  # grader: shell command not run",
+                f"the shell command `!{shell.group(2).strip()[:60]}` was not run (no shell or network while grading).")
+    magic = _LINE_MAGIC.match(line)
+    if not magic:
+        return line, None
+    indent, name, arguments = magic.groups()
+    if name in _NEUTRALISED_LINE_MAGICS:
+        return f"{indent}pass  # grader: %{name} not run", f"`%{name}{arguments[:60]}` was not run while grading."
+    if name in ("timeit", "time"):
+        return f"{indent}{_strip_timing_options(arguments) or 'pass'}", None
+    if name == "matplotlib" and arguments.strip() not in ("", "inline"):
+        return (f"{indent}pass  # grader: %matplotlib{arguments} not run",
+                f"`%matplotlib{arguments[:40]}` was replaced by the inline backend while grading.")
+    if name in _GUARDED_LINE_MAGICS:
+        call = f"__import__('IPython').get_ipython().run_line_magic({name!r}, {arguments.strip()!r})"
+        return (f"{indent}try: {call}\n{indent}except Exception as _nbgrade_error: "
+                f"print('[grader] %{name} failed:', _nbgrade_error)"), None
+    return line, None
+
+
+def _strip_timing_options(arguments: str) -> str:
+    """``-n 3 -r 2 f()`` → ``f()``: the statement a %timeit / %time line runs."""
+    return re.sub(r"^(\s*-[A-Za-z]+(\s+\d+)?)*\s*", "", arguments).strip()

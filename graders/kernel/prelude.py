@@ -141,9 +141,13 @@ def fake_colab_and_checks():
     files.download = lambda *a, **k: None
     files.upload = lambda *a, **k: {}
     colab.drive, colab.files = drive, files
-    google = sys.modules.get("google") or types.ModuleType("google")
+    try:
+        import google  # a real namespace package (protobuf, google-auth) must stay importable
+    except ImportError:
+        google = types.ModuleType("google")
+        google.__path__ = []
+        sys.modules["google"] = google
     google.colab = colab
-    sys.modules.setdefault("google", google)
     sys.modules["google.colab"], sys.modules["google.colab.drive"] = colab, drive
     sys.modules["google.colab.files"] = files
     # The templates' `from graders import check; check("1C")` cells: the grader runs every check itself.
@@ -317,6 +321,12 @@ def restore_pristine(saved):
     return restored
 
 
+def _log_restored(log, names):
+    """Every name restored so far in this kernel (each probe's restore adds to it)."""
+    log.extend(name for name in names if name not in log)
+    return list(log)
+
+
 def _made_by_notebook(current, original):
     if current is _MISSING or original is _MISSING:
         return current is _MISSING or _defined_in_notebook(current)
@@ -463,7 +473,8 @@ def install(seed, mnist_root, output_cap):
     saved = []
     for top in ("builtins", "json", "os", "signal", "traceback", "inspect"):
         snapshot_pristine(saved, top)
-    state.restore_pristine = lambda: restore_pristine(saved)
+    state.restored = []
+    state.restore_pristine = lambda: _log_restored(state.restored, restore_pristine(saved))
     sys.modules["_nbgrade"] = state
 
     def numpy_hook(numpy):

@@ -54,7 +54,7 @@ def _describe_item(item):
         "kind": type(item).__name__,
         "length": len(item),
         "types": [type(x).__name__ for x in item[:4]],
-        "image_shape": list(getattr(item[0], "shape", np.shape(to_numpy(item[0], "float32")))),
+        "image_shape": list(np.shape(to_numpy(item[0], "float32"))),  # the data's shape, not what `.shape` claims
         "label_repr": repr(item[1])[:60] if len(item) > 1 else None,
         "label_shape": list(np.shape(to_numpy(item[1], None))) if len(item) > 1 else None,
     }

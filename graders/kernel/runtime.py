@@ -155,13 +155,11 @@ def to_numpy(value, dtype="float64"):
     try:
         import torch
 
-        if type(value) is not torch.Tensor and isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor):
             with torch._C.DisableTorchFunctionSubclass():
                 value = torch.Tensor.cpu(torch.Tensor.detach(value))
-        if isinstance(value, torch.Tensor):
-            value = torch.Tensor.detach(value)
-            value = torch.Tensor.cpu(value)
-            value = torch.Tensor.numpy(torch.Tensor.to(value, torch.float64 if dtype == "float64" else value.dtype).contiguous())
+                value = torch.Tensor.to(value, torch.float64 if dtype == "float64" else value.dtype)
+                value = torch.Tensor.numpy(torch.Tensor.contiguous(value)).copy()
     except ImportError:
         pass
     array = _np.array(value, dtype=dtype if dtype else None, copy=True)
