@@ -105,13 +105,15 @@ class Workspace:
     exchange: Path
     private: Path
     uid: int | None
+    uid_lock: int = -1
+    """File descriptor holding this machine-wide claim on ``uid`` (see :func:`claim_uid`)."""
 
     @classmethod
     def create(cls, mnist_root: Path, slot: int = 0, switch_user: bool = True) -> "Workspace":
         private = Path(tempfile.mkdtemp(prefix="nbgrade-private-"))
         root = Path(tempfile.mkdtemp(prefix="nbgrade-sandbox-"))
-        uid = SANDBOX_UID_BASE + slot if switch_user and is_root() and _python_reachable() else None
-        workspace = cls(root, root / "work", root / "home", root / "ipc", root / "exchange", private, uid)
+        uid, lock = claim_uid(slot) if switch_user and is_root() and _python_reachable() else (None, -1)
+        workspace = cls(root, root / "work", root / "home", root / "ipc", root / "exchange", private, uid, lock)
         for directory in (workspace.workdir, workspace.home, workspace.ipc):
             directory.mkdir()
         workspace._link_data(mnist_root)
@@ -149,6 +151,39 @@ class Workspace:
     def cleanup(self) -> None:
         shutil.rmtree(self.private, ignore_errors=True)
         shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        if self.uid_lock >= 0:
+            os.close(self.uid_lock)  # releases the claim on the uid
+            self.uid_lock = -1
+
+
+SANDBOX_SLOTS = 4000
+"""Sandbox uids are ``SANDBOX_UID_BASE`` … ``SANDBOX_UID_BASE + SANDBOX_SLOTS - 1``."""
+
+
+def claim_uid(preferred_slot: int) -> tuple[int, int]:
+    """A sandbox uid no other grader on this machine is using, and the lock that holds it.
+
+    The watchdog and the killer act on *every* process of the uid, so two kernels must never
+    share one: each claim is an exclusive ``flock`` on a file named after the uid, held until
+    :meth:`Workspace.cleanup` (or the grader's exit), and a uid that still has processes (left by
+    a grader that crashed) is skipped.
+    """
+    import fcntl
+
+    directory = Path(tempfile.gettempdir()) / "nbgrade-uids"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for offset in range(SANDBOX_SLOTS):
+        uid = SANDBOX_UID_BASE + (preferred_slot + offset) % SANDBOX_SLOTS
+        fd = os.open(directory / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if not processes_of(None, uid):
+            return uid, fd
+        os.close(fd)
+    raise RuntimeError("no free sandbox uid: every slot is in use")
 
 
 def _python_reachable() -> bool:
@@ -212,7 +247,7 @@ class CappedClient(NotebookClient):
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         content = msg.get("content", {})
-        size = text_size(content)
+        size = sum(text_size(content.get(key, "")) for key in ("text", "data", "evalue", "traceback"))
         used = self.used_cell.get(cell_index, 0)
         room = min(self.cap_cell - used, self.cap_total - self.used_total)
         if size <= room:
