@@ -97,6 +97,8 @@ class SandboxReport:
     network_isolated: bool = False
     new_root: bool = False
     """True when the kernel sees only the new root (system directories, Python, its sandbox)."""
+    pid_namespace: bool = False
+    """True when the kernel runs in its own PID namespace (it cannot see or signal the grader)."""
     uid: int | None = None
     hidden: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -132,6 +134,7 @@ def _mount(libc: ctypes.CDLL, source: str, target: str, fstype: str | None, flag
 
 
 _CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
@@ -161,7 +164,9 @@ def enter_namespaces(spec: SandboxSpec, report: SandboxReport) -> None:
     if not as_root:
         flags |= _CLONE_NEWUSER
     uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(flags) != 0:
+    if libc.unshare(flags | _CLONE_NEWPID) == 0:
+        report.pid_namespace = True
+    elif libc.unshare(flags) != 0:
         report.notes.append(f"namespaces unavailable (errno {ctypes.get_errno()}); limits only")
         return
     if not as_root:
@@ -328,12 +333,17 @@ def private_connection_file(argv: list[str], home: str, uid: int | None) -> list
 
 
 def launch(spec_path: Path, argv: list[str]) -> None:
-    """Apply the spec to this process, then become the kernel (``exec``)."""
+    """Apply the spec to this process, then become the kernel (``exec``).
+
+    With a new PID namespace the launcher stays outside as the kernel's watcher (see
+    :func:`run_in_pid_namespace`); otherwise it ``exec``s the kernel itself.
+    """
     spec = SandboxSpec.read(spec_path)
     report = SandboxReport()
     report_file = spec_path.with_suffix(".applied.json").open("w")  # opened before the grader's files are hidden
     switch_user = is_root() and spec.uid is not None
     argv = private_connection_file(argv, spec.home, spec.uid if switch_user else None)
+    own_processes = 0 if switch_user else count_processes(os.getuid())
     os.umask(0o022)
     if sys.platform.startswith("linux"):
         try:
@@ -346,11 +356,101 @@ def launch(spec_path: Path, argv: list[str]) -> None:
     report.uid = spec.uid if switch_user else None
     with report_file:
         report_file.write(json.dumps(asdict(report)))
-    if switch_user:
-        drop_privileges(spec.uid)
-    apply_rlimits(spec, own_processes=0 if switch_user else count_processes(os.getuid()))
-    os.chdir(spec.workdir)
-    os.execvpe(argv[0], argv, os.environ.copy())
+    kernel = KernelStart(spec, argv, switch_user, own_processes)
+    if report.pid_namespace:
+        run_in_pid_namespace(kernel)
+    kernel.become()
+
+
+@dataclass(frozen=True)
+class KernelStart:
+    """The last steps before the kernel runs: the user, the limits, the directory, ``exec``."""
+
+    spec: SandboxSpec
+    argv: list[str]
+    switch_user: bool
+    own_processes: int
+
+    def become(self, environment: dict[str, str] | None = None) -> None:
+        if self.switch_user:
+            drop_privileges(self.spec.uid)
+        apply_rlimits(self.spec, own_processes=self.own_processes)
+        os.chdir(self.spec.workdir)
+        os.execvpe(self.argv[0], self.argv, environment or os.environ.copy())
+
+
+def run_in_pid_namespace(kernel: KernelStart) -> None:
+    """Run the kernel as the grandchild of this launcher, inside the new PID namespace; never returns.
+
+    The launcher's child is the namespace's init (pid 1): it mounts a /proc that shows only the
+    namespace, starts the kernel, reaps orphans, and reports the kernel's wait status through a
+    pipe before it exits, which kills whatever the kernel left running. The launcher stays outside:
+    it ends like the kernel did (same exit code or signal, for the grader's message), and stops
+    the namespace if the grader goes away. Interrupts (SIGINT to the process group) reach the
+    kernel; the launcher and init ignore them.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    read_fd, write_fd = os.pipe()
+    grader = os.getppid()
+    init = os.fork()
+    if init == 0:
+        os.close(read_fd)
+        _namespace_init(kernel, write_fd)
+    os.close(write_fd)
+    status = _wait_while_parent_lives(init, grader)
+    reported = os.read(read_fd, 32).strip()
+    _end_like(int(reported) if reported else status)
+
+
+def _namespace_init(kernel: KernelStart, status_fd: int) -> None:
+    import signal
+
+    libc = _libc()
+    libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)  # best effort
+    child = os.fork()
+    if child == 0:
+        os.close(status_fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # an ignored SIGINT would survive exec: no KeyboardInterrupt
+        environment = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}  # its parent is pid 1 here
+        kernel.become(environment)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os.write(status_fd, str(status).encode())
+            os._exit(0)
+
+
+def _wait_while_parent_lives(child: int, parent: int) -> int:
+    """The child's wait status; SIGKILL it (and with it the namespace) if our parent dies first."""
+    import signal
+    import time
+
+    while True:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid == child:
+            return status
+        if os.getppid() != parent:
+            os.kill(child, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def _end_like(status: int) -> None:
+    """Exit with the kernel's exit code, or die of the kernel's signal."""
+    import signal
+
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        if number not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def count_processes(uid: int) -> int:
