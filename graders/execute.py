@@ -489,6 +489,9 @@ class KernelSession:
         try:
             self.client.start_new_kernel(cwd=str(self.workspace.workdir), stdout=self._output.write_fd,
                                          stderr=self._output.write_fd)
+        except Exception as error:
+            self._output.close_writer()
+            raise RuntimeError(f"the kernel did not start ({error}); its last output:\n{self._output.text()[-3000:]}") from error
         finally:
             self._output.close_writer()
         self.client.start_new_kernel_client()
