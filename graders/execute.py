@@ -332,7 +332,17 @@ def read_anon_kb(pid: int) -> int:
                         return int(line.split()[1])
         except OSError:
             continue
-    return 0
+    return _resident_kb(pid)
+
+
+def _resident_kb(pid: int) -> int:
+    """Resident memory where /proc does not exist (macOS): all of it, shared pages included."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss // 1024
+    except psutil.Error:
+        return 0
 
 
 read_rss_anon_kb = read_anon_kb

@@ -142,9 +142,10 @@ _MS_NOATIME = 0x400
 _MS_NODIRATIME = 0x800
 _MS_RELATIME = 0x200000
 _MNT_DETACH = 2
-_LOCKED_FLAGS = (  # statvfs flag → mount flag; a user namespace may not clear these on a remount
-    (os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, _MS_NOEXEC),
-    (os.ST_NOATIME, _MS_NOATIME), (os.ST_NODIRATIME, _MS_NODIRATIME), (os.ST_RELATIME, _MS_RELATIME),
+_LOCKED_FLAGS = tuple(  # statvfs flag → mount flag; a user namespace may not clear these on a remount
+    (getattr(os, name, 0), flag)  # the ST_* constants exist on Linux only
+    for name, flag in (("ST_NOSUID", _MS_NOSUID), ("ST_NODEV", _MS_NODEV), ("ST_NOEXEC", _MS_NOEXEC),
+                       ("ST_NOATIME", _MS_NOATIME), ("ST_NODIRATIME", _MS_NODIRATIME), ("ST_RELATIME", _MS_RELATIME))
 )
 SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 """Bound read-only into the new root: what any program needs to start."""
@@ -289,20 +290,22 @@ def _expose(libc: ctypes.CDLL, paths: tuple[str, ...]) -> None:
             libc.umount2(str(stash / str(number)).encode(), 2)  # MNT_DETACH
 
 
-def apply_rlimits(spec: SandboxSpec, own_processes: int = 0) -> None:
+def apply_rlimits(spec: SandboxSpec, own_processes: int | None = 0) -> None:
     """CPU, memory, processes, file size, open files; each lowered only (never raised).
 
     ``own_processes`` is what the kernel's user already runs when the kernel keeps the grader's
-    user: RLIMIT_NPROC counts every process of the user, so the kernel gets that many more.
+    user: RLIMIT_NPROC counts every process of the user, so the kernel gets that many more
+    (None: unknown, and the process limit is not lowered).
     """
     limits = {
         resource.RLIMIT_CPU: spec.cpu_seconds,
         resource.RLIMIT_AS: spec.address_space_bytes,
-        resource.RLIMIT_NPROC: spec.max_processes + own_processes,
         resource.RLIMIT_FSIZE: spec.max_file_bytes,
         resource.RLIMIT_NOFILE: spec.max_open_files,
         resource.RLIMIT_CORE: 0,
     }
+    if own_processes is not None:
+        limits[resource.RLIMIT_NPROC] = spec.max_processes + own_processes
     for which, value in limits.items():
         soft, hard = resource.getrlimit(which)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -369,7 +372,7 @@ class KernelStart:
     spec: SandboxSpec
     argv: list[str]
     switch_user: bool
-    own_processes: int
+    own_processes: int | None
 
     def become(self, environment: dict[str, str] | None = None) -> None:
         if self.switch_user:
@@ -453,8 +456,13 @@ def _end_like(status: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def count_processes(uid: int) -> int:
-    """Processes and threads the user already has (RLIMIT_NPROC counts them all, not only the kernel's)."""
+def count_processes(uid: int) -> int | None:
+    """Processes and threads the user already has (RLIMIT_NPROC counts them all, not only the kernel's).
+
+    None where there is no /proc to count them (macOS): the process limit is then left as it is.
+    """
+    if not os.path.isdir("/proc/self"):
+        return None
     total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
