@@ -20,7 +20,7 @@ import numpy as _np
 MAX_ARRAY_BYTES = 64 * 1024 * 1024
 
 
-class ProbeTimeout(Exception):
+class ProbeTimeout(BaseException):  # not an Exception: a probe's own `except Exception` must not swallow it
     pass
 
 
