@@ -318,6 +318,18 @@ class OutputTail:
         return self.tail.decode("utf-8", "replace")
 
 
+PRELOADED = {"numpy": ("numpy",), "torch": ("torch",), "torchvision": ("torch", "torchvision"),
+             "matplotlib": ("matplotlib.pyplot",), "sklearn": ("sklearn",), "scipy": ("scipy",)}
+"""Top-level package a notebook imports → what the prelude imports for it (slow imports, seconds each)."""
+_IMPORT = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", re.M)
+
+
+def heavy_imports(notebook: NotebookNode) -> tuple[str, ...]:
+    """The slow-to-import libraries the notebook's code imports, in a fixed order."""
+    used = {m.group(1) for cell in notebook.cells if cell.cell_type == "code" for m in _IMPORT.finditer(cell.source)}
+    return tuple(dict.fromkeys(name for top, names in PRELOADED.items() if top in used for name in names))
+
+
 def read_anon_kb(pid: int) -> int:
     """Anonymous memory of one process: its proportional share (Pss_Anon) when the system reports it.
 
@@ -516,6 +528,7 @@ class KernelSession:
             "NBGRADE_SEED = 0": f"NBGRADE_SEED = {int(self.seed)}",
             'NBGRADE_MNIST_ROOT = ""': f"NBGRADE_MNIST_ROOT = {str(self.workspace.sandbox_root / 'data')!r}",
             "NBGRADE_OUTPUT_CAP = 0": f"NBGRADE_OUTPUT_CAP = {int(self.limits.max_output_chars * 1.25) + 4096}",
+            "NBGRADE_PRELOAD = ()": f"NBGRADE_PRELOAD = {heavy_imports(self.notebook)!r}",
         }
         prelude = kernel_source("prelude")
         for placeholder, value in values.items():
