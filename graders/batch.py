@@ -156,7 +156,7 @@ def grade_batch(
 ) -> BatchResult:
     """Grade every submission under ``source`` into ``out_dir``; see the module docstring."""
     started = time.monotonic()
-    workers = jobs or os.cpu_count() or 1
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise BatchUsageError(f"-j/--jobs must be at least 1 (got {jobs})")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,10 +219,20 @@ class BatchRun:
                 from graders.cluster import run_on_cluster
             except ImportError as error:
                 raise BatchUsageError(f"--scheduler/--cluster need Dask: pip install 'nbgrade-ml[cluster]' ({error})") from None
-            run_on_cluster(tasks, self.config, self.on_done, address=scheduler, cluster=cluster, workers=cluster_workers)
+            run_on_cluster(tasks, self.config, self.on_done, address=scheduler, cluster=cluster, workers=cluster_workers,
+                           prepare=self.prepare)
         else:
             (self.out_dir / LOG_DIR).mkdir(exist_ok=True)
-            run_local(tasks, self.config, workers, self.on_done, log_dir=self.out_dir / LOG_DIR)
+            run_local(tasks, self.config, workers, self.on_done, log_dir=self.out_dir / LOG_DIR, prepare=self.prepare)
+
+    def prepare(self, task: GradeTask) -> TaskOutcome | None:
+        """A file that cannot be read as a notebook is graded here, without a worker or a kernel."""
+        result = unreadable_result(task.notebook, self.config)
+        if result is None:
+            return None
+        write_result_files(result, task.out_dir, self.config)
+        row = row_from_result(task.id, result, host=local_host())
+        return TaskOutcome(task.id, True, result.duration, local_host(), "", "", row.to_dict())
 
     def on_done(self, outcome: TaskOutcome) -> None:
         """Move a finished submission into place (or write its crash result) and record its row."""
@@ -271,6 +281,22 @@ def invalid_item_result(item: BatchItem, config: GradeConfig) -> GradingResult:
     from graders.grade import invalid_result
 
     return invalid_result(Path(item.source), config, config.seed or 0, item.problem or "Nothing to grade.", 0.0)
+
+
+def unreadable_result(path: Path, config: GradeConfig) -> GradingResult | None:
+    """What ``grade_submission`` returns for a file that is not a gradable notebook; None when it is one.
+
+    Reading is parsing JSON (bounded by the submission size limit); nothing of the student runs.
+    """
+    from graders.grade import invalid_result
+    from graders.submission import InvalidSubmission, load_submission
+
+    started = time.monotonic()
+    try:
+        load_submission(path)
+    except InvalidSubmission as error:
+        return invalid_result(path, config, config.seed or 0, str(error), time.monotonic() - started)
+    return None
 
 
 def crash_result(item: BatchItem, config: GradeConfig, outcome: TaskOutcome) -> GradingResult:

@@ -117,11 +117,13 @@ def _local_grader(config: GradeConfig, name: str) -> GradingWorker:
 def run_on_cluster(
     tasks: list[GradeTask], config: GradeConfig, on_done: Callable[[TaskOutcome], None], *,
     address: str | None = None, cluster: str | None = None, workers: int = 2,
+    prepare: Callable[[GradeTask], TaskOutcome | None] | None = None,
 ) -> None:
     """Grade ``tasks`` on the cluster; write each result into its task's ``out_dir``; call ``on_done``.
 
     At most one task per live worker is submitted at a time, the next as each one finishes: a
     task is never queued behind a 30-second grading on one worker while another sits idle.
+    ``prepare`` is as in :func:`graders.pool.run_local`.
     """
     from graders.batch import BatchUsageError
 
@@ -136,6 +138,10 @@ def run_on_cluster(
             capacity = max(1, len(accepted) if accepted is not None else len(client.scheduler_info().get("workers", {})))
             while pending and len(in_flight) < capacity:
                 task = pending.pop(0)
+                early = prepare(task) if prepare is not None else None
+                if early is not None:  # not a notebook: nothing to send
+                    on_done(early)
+                    continue
                 future = submit(client, task, config, accepted, per_host)
                 in_flight[future] = task
                 completed.add(future)

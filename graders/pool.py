@@ -227,9 +227,13 @@ def local_host() -> str:
 
 def run_local(
     tasks: list[GradeTask], config: GradeConfig, jobs: int, on_done: Callable[[TaskOutcome], None],
-    log_dir: Path | None = None,
+    log_dir: Path | None = None, prepare: Callable[[GradeTask], TaskOutcome | None] | None = None,
 ) -> None:
-    """Grade ``tasks`` with ``jobs`` workers; ``on_done`` is called (serialised) as each finishes."""
+    """Grade ``tasks`` with ``jobs`` workers; ``on_done`` is called (serialised) as each finishes.
+
+    ``prepare`` runs first for each task in the parent; when it returns an outcome (a file that is
+    not a notebook needs no kernel), no worker is involved. Workers start only when needed.
+    """
     pending: queue.SimpleQueue[GradeTask] = queue.SimpleQueue()
     for task in tasks:
         pending.put(task)
@@ -248,6 +252,10 @@ def run_local(
                 task = pending.get_nowait()
             except queue.Empty:
                 break
+            early = prepare(task) if prepare is not None else None
+            if early is not None:
+                report(early)
+                continue
             if worker is None or not worker.alive:
                 worker = GradingWorker(config, f"local-{index}", log_dir / f"worker-{index}.log" if log_dir else None)
                 workers.append(worker)
@@ -309,12 +317,9 @@ def grade_request(request: dict, config: GradeConfig) -> dict:
 
 
 def preload(config: GradeConfig) -> None:
-    """Import what every grading needs (grader, torch, rubrics, reference solutions) once, before the first submission."""
-    import importlib
-
+    """Import what every grading needs (grader, torch, the assignment's reference) once, before the first submission."""
     import graders.grade  # noqa: F401
     from graders.mnist import ensure_mnist
-    from graders.rubrics import ASSIGNMENT_IDS, get_assignment
 
     try:
         import torch
@@ -323,11 +328,12 @@ def preload(config: GradeConfig) -> None:
     except ImportError:
         pass
     ensure_mnist(config.mnist_root)
-    for assignment_id in (config.assignment,) if config.assignment else ASSIGNMENT_IDS:
-        try:
-            importlib.import_module(get_assignment(assignment_id).reference_module)
-        except ImportError:  # an assignment whose rubric or reference is not installed is graded (and reported) later
-            continue
+    if config.assignment:  # otherwise the reference is imported by the first submission that needs it
+        import importlib
+
+        from graders.rubrics import get_assignment
+
+        importlib.import_module(get_assignment(config.assignment).reference_module)
 
 
 def watch_parent(parent: int) -> None:

@@ -196,7 +196,7 @@ def test_worker_killed_at_its_hard_limit_gives_a_crashed_row_and_no_leftover_pro
 
     import graders.pool
 
-    source = write_mixed_folder(tmp_path / "subs", names=("hangs", "not_json"))
+    source = write_mixed_folder(tmp_path / "subs", names=("hangs", "good"))
     monkeypatch.setattr(graders.pool, "hard_timeout", lambda limits: 15.0)  # the hanging cell would run for 100 s
     seen: set[int] = set()
     running = threading.Event()
@@ -219,7 +219,7 @@ def test_worker_killed_at_its_hard_limit_gives_a_crashed_row_and_no_leftover_pro
 
     _, rows = rows_by_id(out / "gradebook.csv")
     assert rows["hangs"]["status"] == "crashed" and rows["hangs"]["total"] == "0"
-    assert rows["not_json"]["status"] == "invalid_submission"  # graded by the replacement worker
+    assert (rows["good"]["status"], rows["good"]["total"]) == ("graded", "20")  # by the replacement worker
     assert CRASH_MESSAGE in json.loads((out / "hangs" / "results.json").read_text())["output"]
     assert "hard limit" in json.loads((out / "hangs" / "grading.json").read_text())["instructor_detail"]
     deadline = time.monotonic() + 10
