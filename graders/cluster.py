@@ -34,7 +34,9 @@ from urllib.parse import urlparse
 from dask.distributed import Client, as_completed, get_worker
 
 from graders.config import GradeConfig
-from graders.pool import GradeTask, GradingWorker, TaskOutcome, config_from_dict, config_to_dict, hard_timeout
+from graders.pool import (
+    MAX_TASKS_PER_WORKER, GradeTask, GradingWorker, TaskOutcome, config_from_dict, config_to_dict, hard_timeout,
+)
 
 GRADER_RESOURCE = "grader"
 CONNECT_TIMEOUT = "30s"
@@ -101,10 +103,11 @@ def grade_remote(task: RemoteTask) -> dict[str, Any]:
 
 
 def _local_grader(config: GradeConfig, name: str) -> GradingWorker:
-    """This worker process's grading subprocess (restarted when it died or the config changed)."""
+    """This worker process's grading subprocess (replaced when it died, the config changed, or it is due)."""
     key = repr(config_to_dict(config))
-    if _grader.process is not None and (not _grader.process.alive or _grader.key != key):
-        _grader.process.stop()
+    current = _grader.process
+    if current is not None and (not current.alive or _grader.key != key or current.tasks_done >= MAX_TASKS_PER_WORKER):
+        current.stop()
         _grader.process = None
     if _grader.process is None:
         process = GradingWorker(config, name)

@@ -354,3 +354,14 @@ def test_default_out_dir_is_beside_the_input(tmp_path):
     (tmp_path / "week3.zip").write_bytes(b"")
     assert default_out_dir(tmp_path / "week3") == tmp_path / "week3.graded"
     assert default_out_dir(tmp_path / "week3.zip") == tmp_path / "week3.graded"
+
+
+def test_gradescope_export_with_metadata_in_each_folder_is_recognised(tmp_path):
+    for number, name in ((1, "Ann"), (2, "Bo")):
+        folder = tmp_path / "export" / f"submission_{number}"
+        write_submission(folder, "hw", [SIGMOID])
+        (folder / METADATA_NAME).write_text(f":submitters:\n- :name: {name}\n  :email: {name.lower()}@example.edu\n")
+    batch = collect_submissions(tmp_path / "export")
+    assert batch.kind == "gradescope"
+    assert [(i.id, i.name, i.email) for i in batch.items] == [
+        ("submission_1", "Ann", "ann@example.edu"), ("submission_2", "Bo", "bo@example.edu")]

@@ -200,3 +200,22 @@ def test_killing_a_worker_mid_run_still_gives_a_complete_gradebook(tmp_path, loo
     assert all(row["status"] == "graded" for row in rows.values()), rows
     assert rows["good"]["total"] == "20" and rows["hangs"]["2A"] == "5"
     assert not _alive({p.pid for p in loopback_cluster.tree("w2")})
+
+
+def test_a_worker_with_another_harness_version_is_refused(capsys):
+    from graders.batch import BatchUsageError
+    from graders.cluster import accepted_workers, harness_version
+
+    class FakeClient:
+        def __init__(self, versions: dict[str, str]) -> None:
+            self.versions = versions
+
+        def run(self, function):
+            return dict(self.versions)
+
+    mine = harness_version()
+    assert accepted_workers(FakeClient({"tcp://a:1": mine, "tcp://b:1": mine})) is None
+    assert accepted_workers(FakeClient({"tcp://a:1": mine, "tcp://b:1": "0.0.1"})) == ["tcp://a:1"]
+    assert "refusing Dask worker tcp://b:1: harness 0.0.1" in capsys.readouterr().err
+    with pytest.raises(BatchUsageError, match="no Dask worker runs harness"):
+        accepted_workers(FakeClient({"tcp://b:1": "0.0.1"}))
