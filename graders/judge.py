@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from nbformat import NotebookNode
 
-from graders.checks import CheckFailure, CheckResult, CheckSpec, Outcome, Rubric, not_run
+from graders.checks import CheckFailure, CheckResult, CheckSpec, Outcome, Rubric, fail, not_run
 from graders.execute import CellRun, ExecutedNotebook
 from graders.observe import FigureRecord, Found, Observations, PartObservation, cells_defining
 from graders.result import GradedObject
@@ -96,6 +96,13 @@ class JudgeContext:
         if error:
             not_run(f"calling {what} raised {error.get('type')}: {error.get('message')}", detail=error.get("traceback"))
         not_run(f"{what} produced no array the grader could read")
+
+    def require_threshold(self, key: str, value: float, what: str, mistake: str | None = None) -> None:
+        """Fail unless ``value`` reaches the calibrated threshold ``key``, printed beside it."""
+        threshold = self.thresholds[key]
+        if value < threshold.value:
+            fail(f"{what} is {value:.3f}, below {threshold.describe()}.",
+                 expected=f"≥ {threshold.value:.2f}", got=f"{value:.3f}", mistake=mistake)
 
     def call_error(self, key: str, part_id: str | None = None) -> dict[str, str] | None:
         return self.obs_of(part_id or self.part_id).error(key)

@@ -270,10 +270,8 @@ def logreg_accuracy_on_held_back(ctx: JudgeContext) -> None:
         not_run(f"logreg_model returned {shape_text(logits)} logits, so accuracy cannot be measured")
     threshold = ctx.thresholds["1B.test_accuracy"]
     accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
-    if accuracy < threshold.value:
-        fail(f"accuracy on {len(labels)} held-back MNIST digits is {accuracy:.3f}, below {threshold.describe()}.",
-             expected=f"≥ {threshold.value:.2f}", got=f"{accuracy:.3f}",
-             mistake="is the model trained (100 steps) and fed images scaled as in training?")
+    ctx.require_threshold("1B.test_accuracy", accuracy, f"accuracy on {len(labels)} held-back MNIST digits",
+                          mistake="is the model trained (100 steps) and fed images scaled as in training?")
     if threshold.reference_median and accuracy < threshold.reference_median - 0.10:
         ctx.warn(f"held-back accuracy {accuracy:.3f} passes but is well below the reference's typical {threshold.reference_median:.3f}.")
 
@@ -459,11 +457,9 @@ def kernel_model_train_accuracy(ctx: JudgeContext) -> None:
     if not labels:
         not_run("no training labels were found to measure accuracy (train_set is missing)")
     accuracy, _ = _accuracy_against(logits.reshape(len(logits), -1), labels)
-    threshold = ctx.thresholds["1C.train_accuracy"]
-    if accuracy < threshold.value:
+    if accuracy < ctx.thresholds["1C.train_accuracy"].value:
         identity = _warn_if_identity(ctx, ctx.obs.array("K_train")) if ctx.obs.array("K_train") is not None else False
-        fail(f"kernel_model's accuracy on K_train is {accuracy:.3f}, below {threshold.describe()}.",
-             expected=f"≥ {threshold.value:.2f}", got=f"{accuracy:.3f}",
+        ctx.require_threshold("1C.train_accuracy", accuracy, "kernel_model's accuracy on K_train",
              mistake="σ is too small for the pixel scale: K_train is nearly the identity." if identity else "train full-batch on K_train for enough steps (hundreds with Adam), and check that σ is not too large (a σ near half the median distance between images works well).")
 
 
@@ -476,10 +472,7 @@ def kernel_model_test_accuracy(ctx: JudgeContext) -> None:
     if labels is None or len(labels) != len(logits):
         not_run("test_set labels matching K_test's rows were not found")
     accuracy = float(np.mean(np.argmax(logits.reshape(len(logits), -1), 1) == labels))
-    threshold = ctx.thresholds["1C.test_accuracy"]
-    if accuracy < threshold.value:
-        fail(f"kernel_model's accuracy on K_test is {accuracy:.3f}, below {threshold.describe()}.",
-             expected=f"≥ {threshold.value:.2f}", got=f"{accuracy:.3f}",
+    ctx.require_threshold("1C.test_accuracy", accuracy, "kernel_model's accuracy on K_test",
              mistake="K_test must compare test images with the *training* images, in the same order as K_train's columns.")
 
 
