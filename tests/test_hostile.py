@@ -5,7 +5,7 @@ give the hostile part 0 (or contain it), grade every other part normally (each n
 correct 2A worth 5 points), tell the student in one sentence what happened, and touch nothing
 outside its sandbox. The corpus is generated in ``tests/hostile_corpus.py``.
 
-Budget: about 150 s of the suite with ``-n 2`` (each kernel-running test grades one notebook).
+Budget: about 80 s with ``-n 2`` on an idle 2-core machine (each kernel-running test grades one notebook).
 """
 
 from __future__ import annotations
