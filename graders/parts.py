@@ -43,9 +43,9 @@ def detect_assignment(notebook: NotebookNode) -> str | None:
     declared = notebook.metadata.get("nbgrade", {}).get("assignment")
     if declared in ASSIGNMENT_MARKERS:
         return declared
-    text = "\n".join(cell.source for cell in notebook.cells)
+    text = "\n".join(cell.source for cell in notebook.cells).lower()
     scores = {
-        assignment: sum(text.count(marker) > 0 for marker in markers)
+        assignment: sum(marker.lower() in text for marker in markers)
         for assignment, markers in ASSIGNMENT_MARKERS.items()
     }
     best = max(scores, key=scores.get)

@@ -155,7 +155,7 @@ def test_other_names_are_found_and_the_results_say_how(giant):
     assert graded(giant, "1A")["train_set"][:2] == ("trn", "discovered")
     assert "only Dataset of 1000 items" in graded(giant, "1A")["train_set"][2]
     assert graded(giant, "1A")["test_set"][:2] == ("tst", "discovered")
-    assert graded(giant, "1A")["train_loader"][:2] == ("dl_train", "discovered")
+    assert graded(giant, "1A")["train_loader"][:2] == ("dl_train", "alias")
     assert graded(giant, "1B")["logreg_model"][:2] == ("model", "alias")
     assert graded(giant, "1B")["logreg_losses"][:2] == ("losses", "alias")
     assert graded(giant, "1C")["gaussian_kernel"][:2] == ("kernel_fn", "alias")

@@ -84,15 +84,15 @@ def _record_loader(P, key, loader, expected_len):
 
 
 def probe_1A(P):
-    train = P.find("train_set", ("trainset", "train_dataset", "train_data", "training_set", "train_ds", "mnist_train", "train_subset"), _is_dataset(1000), "Dataset of 1000 items")
-    test = P.find("test_set", ("testset", "test_dataset", "test_data", "testing_set", "test_ds", "mnist_test", "test_subset"), _is_dataset(100), "Dataset of 100 items")
+    train = P.find("train_set", ("trainset", "train_dataset", "train_data", "training_set", "train_ds", "mnist_train", "train_subset", "ds_train", "train_mnist"), _is_dataset(1000), "Dataset of 1000 items")
+    test = P.find("test_set", ("testset", "test_dataset", "test_data", "testing_set", "test_ds", "mnist_test", "test_subset", "ds_test", "test_mnist"), _is_dataset(100), "Dataset of 100 items")
     if train is not None:
         _record_dataset(P, "train_set", train)
     if test is not None:
         _record_dataset(P, "test_set", test)
     for name, aliases, ds, n in (
-        ("train_loader", ("trainloader", "train_dataloader", "train_dl", "loader_train"), train, 1000),
-        ("test_loader", ("testloader", "test_dataloader", "test_dl", "loader_test"), test, 100),
+        ("train_loader", ("trainloader", "train_dataloader", "train_dl", "loader_train", "dl_train", "training_loader"), train, 1000),
+        ("test_loader", ("testloader", "test_dataloader", "test_dl", "loader_test", "dl_test", "testing_loader"), test, 100),
     ):
         loader = P.find(name, aliases, lambda v, ds=ds, n=n: isinstance(v, DataLoader) and (v.dataset is ds or _safe_len(v.dataset) == n), f"DataLoader over {n} items")
         if loader is not None:
@@ -146,7 +146,7 @@ def _is_logreg(v):
 
 
 def probe_1B(P):
-    model = P.find("logreg_model", ("model", "logreg", "log_reg", "logistic_model", "logistic_regression", "lr_model", "logreg_net", "clf"), _is_logreg, "nn.Module with a 784×10 weight")
+    model = P.find("logreg_model", ("model", "logreg", "log_reg", "logistic_model", "logistic_regression", "lr_model", "logreg_net", "clf", "net", "classifier", "linear_model"), _is_logreg, "nn.Module with a 784×10 weight")
     if model is not None:
         _parameters(P, "parameters", model)
         low, high = _pixel_scale(P)
@@ -169,7 +169,8 @@ def _kernel_signature(v):
         params = list(_inspect.signature(v).parameters)
     except (TypeError, ValueError):
         return False
-    return len(params) == 3 and any("sig" in p.lower() or "band" in p.lower() or p in ("s", "h", "bw") for p in params)
+    named = any(word in getattr(v, "__name__", "").lower() for word in ("kernel", "rbf", "gauss"))
+    return len(params) == 3 and (named or any("sig" in p.lower() or "band" in p.lower() or p in ("s", "h", "bw", "width") for p in params))
 
 
 def _call_kernel(fn, X1, X2, sigma):
@@ -180,7 +181,7 @@ def _call_kernel(fn, X1, X2, sigma):
 
 
 def probe_1C(P):
-    kernel = P.find("gaussian_kernel", ("gaussian_kernel_matrix", "rbf_kernel", "gauss_kernel", "kernel_fn", "kernel_function", "compute_kernel", "gaussian"), _kernel_signature, "function of (X1, X2, sigma)")
+    kernel = P.find("gaussian_kernel", ("gaussian_kernel_matrix", "rbf_kernel", "gauss_kernel", "kernel_fn", "kernel_function", "compute_kernel", "gaussian", "rbf", "kernel_matrix"), _kernel_signature, "function of (X1, X2, sigma)")
     params = P.params()
     if kernel is not None:
         for case in range(params.get("cases", 0)):
@@ -189,10 +190,10 @@ def probe_1C(P):
             out = P.call(f"K_{case}", _call_kernel, kernel, X1, X2, sigma)
             if out is not None:
                 P.array(f"K_{case}", out)
-    sigma = P.find("sigma", ("bandwidth", "SIGMA", "sig", "kernel_sigma"))
+    sigma = P.find("sigma", ("bandwidth", "SIGMA", "sig", "kernel_sigma", "bw", "width"))
     if sigma is not None:
         P.call("sigma", lambda: P.value("sigma", float(to_numpy(sigma).reshape(-1)[0])))
-    K_train = P.find("K_train", ("K", "Ktrain", "K_tr", "kernel_train", "train_kernel", "K_train_train"))
+    K_train = P.find("K_train", ("K", "Ktrain", "K_tr", "Ktr", "kernel_train", "train_kernel", "K_train_train", "gram_train"))
     K_test = P.find("K_test", ("Ktest", "K_te", "kernel_test", "test_kernel", "K_test_train"))
     if K_train is not None:
         P.array("K_train", K_train, "float64")
@@ -232,7 +233,7 @@ def _record_candidates(P, n):
 
 
 def probe_2A(P):
-    fn = P.find("sigmoid_derivative", ("sigmoid_deriv", "dsigmoid", "sigmoid_prime", "d_sigmoid", "sigmoid_grad", "sigmoid_gradient"))
+    fn = P.find("sigmoid_derivative", ("sigmoid_deriv", "dsigmoid", "sigmoid_prime", "d_sigmoid", "sigmoid_grad", "sigmoid_gradient", "sigmoid_der", "deriv_sigmoid", "dsig"))
     if fn is None:
         return
     for case in range(P.params().get("cases", 0)):
@@ -254,7 +255,7 @@ def _call_elementwise(fn, z):
 
 
 def probe_2B(P):
-    make = P.find("make_mlp", ("build_mlp", "create_mlp", "mlp", "make_model", "build_model", "make_network", "MLP"), None)
+    make = P.find("make_mlp", ("build_mlp", "create_mlp", "mlp", "make_model", "build_model", "make_network", "MLP", "make_net", "build_network", "create_model"), None)
     if make is None:
         return
     for case, (layers, d, m, k) in enumerate(P.params().get("cases", [])):
