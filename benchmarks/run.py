@@ -93,12 +93,18 @@ def rss_anon_mb(pid: int) -> float:
 
 
 class AnonSampler:
-    """Peak RssAnon of a process (the grader) and of all its descendants (the kernel), sampled together."""
+    """Peak RssAnon of a process (the grader) and of all its descendants (the kernel), sampled together,
+    and the CPU seconds of every process of the tree at its last sample.
+
+    CPU is summed per process rather than taken from ``wait4``: a kernel killed and never waited for
+    by its parent would drop out of the rusage of the tree.
+    """
 
     def __init__(self, pid: int, include_root: bool = True) -> None:
         self.pid = pid
         self.include_root = include_root
         self.root_peak = self.children_peak = self.both_peak = 0.0
+        self.cpu_by_pid: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -110,17 +116,29 @@ class AnonSampler:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def cpu(self) -> float:
+        return sum(self.cpu_by_pid.values())
+
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             try:
-                children = psutil.Process(self.pid).children(recursive=True)
+                root = psutil.Process(self.pid)
+                tree = [root, *root.children(recursive=True)] if self.include_root else root.children(recursive=True)
             except psutil.Error:
                 continue
-            root = rss_anon_mb(self.pid) if self.include_root else 0.0
-            kids = sum(rss_anon_mb(child.pid) for child in children)
-            self.root_peak = max(self.root_peak, root)
+            anon = {p.pid: rss_anon_mb(p.pid) for p in tree}
+            for process in tree:
+                try:
+                    times = process.cpu_times()
+                    self.cpu_by_pid[process.pid] = times.user + times.system
+                except psutil.Error:
+                    continue
+            kids = sum(v for pid, v in anon.items() if pid != self.pid)
+            own = anon.get(self.pid, 0.0)
+            self.root_peak = max(self.root_peak, own)
             self.children_peak = max(self.children_peak, kids)
-            self.both_peak = max(self.both_peak, root + kids)
+            self.both_peak = max(self.both_peak, own + kids)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -132,16 +150,15 @@ class Timing:
     cpu: float
 
 
-def run_measured(argv: list[str], env: dict[str, str] | None = None, include_root: bool = True) -> tuple[Timing, AnonSampler]:
-    """Run ``argv`` to completion, sampling its memory; CPU from ``wait4`` covers every reaped descendant."""
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[Timing, AnonSampler]:
+    """Run ``argv`` to completion, sampling the memory and CPU of its process tree."""
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with AnonSampler(process.pid, include_root=include_root) as sampler:
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    with AnonSampler(process.pid) as sampler:
+        process.wait()
     if process.returncode != 0:
         raise subprocess.CalledProcessError(process.returncode, argv)
-    return Timing(time.monotonic() - started, usage.ru_utime + usage.ru_stime), sampler
+    return Timing(time.monotonic() - started, sampler.cpu), sampler
 
 
 def plain_execution(notebook: Path, mnist_root: Path) -> tuple[Timing, float]:
@@ -149,7 +166,7 @@ def plain_execution(notebook: Path, mnist_root: Path) -> tuple[Timing, float]:
     with tempfile.TemporaryDirectory(prefix="bench-plain-") as workdir:
         (Path(workdir) / "data").symlink_to(mnist_root, target_is_directory=True)
         timing, sampler = run_measured([sys.executable, __file__, "--plain-execute", str(notebook), workdir],
-                                       env={**os.environ, **THREADS_ENV}, include_root=False)
+                                       env={**os.environ, **THREADS_ENV})
     return timing, sampler.children_peak
 
 
