@@ -23,6 +23,9 @@ class Limits:
     """Processes and threads the sandbox user may own (a fork bomb stops here)."""
     max_file_mb: int = 512
     """Largest file the kernel may write."""
+    disk_mb: int = 1024
+    """Everything the kernel may write (its folder, HOME, /tmp, /dev/shm) where namespaces give it a
+    tmpfs of its own; counted with its memory by the watchdog, since that tmpfs is RAM."""
     max_open_files: int = 1024
     """Open file descriptors per process."""
     max_output_chars: int = 200_000

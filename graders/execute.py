@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -96,61 +97,94 @@ class ExecutedNotebook:
 
 @dataclass
 class Workspace:
-    """Directories of one grading run: the sandbox's (owned by its uid) and the grader's own."""
+    """The folders of one grading run, laid out so that the kernel can replace nothing the grader uses.
+
+    ``sandbox_root`` and every folder in it are the grader's (root's as root) and read-only to the
+    kernel, except ``work`` and ``home`` (the kernel's uid) and each start's socket folder under
+    ``ipc`` until the kernel is up. The grader hands files over in its own folders (``run``: the
+    connection file; ``inputs``: hidden inputs) and reads the probes' results from ``out`` through
+    :mod:`graders.hostfs`. In the new root (Linux with namespaces) ``work``, ``home`` and ``out``
+    are replaced by folders of the sandbox's own size-limited tmpfs; the host folders are used only
+    where namespaces are unavailable. The grader's own ``private`` folder is invisible to the kernel.
+    """
 
     sandbox_root: Path
-    workdir: Path
-    home: Path
-    ipc: Path
-    exchange: Path
     private: Path
     uid: int | None
+    data_view: Path
+    """The MNIST root the kernel may read (see :func:`graders.mnist.sandbox_view`)."""
     uid_lock: int = -1
     """File descriptor holding this machine-wide claim on ``uid`` (see :func:`claim_uid`)."""
+    starts: int = 0
+    exchanges: int = 0
 
     @classmethod
-    def create(cls, mnist_root: Path, slot: int = 0, switch_user: bool = True) -> "Workspace":
-        private = Path(tempfile.mkdtemp(prefix="nbgrade-private-"))
-        root = Path(tempfile.mkdtemp(prefix="nbgrade-sandbox-"))
+    def create(cls, data_view: Path, slot: int = 0, switch_user: bool = True) -> "Workspace":
+        private = Path(tempfile.mkdtemp(prefix="nbgrade-private-")).resolve()
+        root = Path(tempfile.mkdtemp(prefix="nbgrade-sandbox-")).resolve()
+        root.chmod(0o755)
         uid, lock = claim_uid(slot) if switch_user and is_root() and _python_reachable() else (None, -1)
-        workspace = cls(root, root / "work", root / "home", root / "ipc", root / "exchange", private, uid, lock)
-        for directory in (workspace.workdir, workspace.home, workspace.ipc):
-            directory.mkdir()
-        workspace._link_data(mnist_root)
-        if uid is not None:
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, uid, uid, follow_symlinks=False)
+        workspace = cls(root, private, uid, Path(data_view), lock)
+        for name, mode, owner in (("work", 0o700, uid), ("home", 0o700, uid), ("run", 0o755, None),
+                                  ("inputs", 0o755, None), ("ipc", 0o711, None), ("out", 0o755, None)):
+            (root / name).mkdir(mode=mode)
+            (root / name).chmod(mode)
+            if owner is not None:
+                os.chown(root / name, owner, owner, follow_symlinks=False)
+        (root / "data").symlink_to(Path(data_view).resolve(), target_is_directory=True)
+        for folder in (workspace.workdir, workspace.home):
+            (folder / "data").symlink_to("../data", target_is_directory=True)
+            if uid is not None:
+                os.chown(folder / "data", uid, uid, follow_symlinks=False)
         return workspace
 
     @property
-    def data_places(self) -> tuple[Path, ...]:
-        """Where student code looks for MNIST: ./data, ../data, ~/data."""
-        return (self.workdir / "data", self.sandbox_root / "data", self.home / "data")
+    def workdir(self) -> Path:
+        return self.sandbox_root / "work"
 
-    def _link_data(self, mnist_root: Path) -> None:
-        """Symlinks to MNIST; as root, empty directories that the sandbox binds MNIST onto."""
-        for place in self.data_places:
-            if self.uid is None:
-                place.symlink_to(mnist_root, target_is_directory=True)
-            else:
-                place.mkdir()
+    @property
+    def home(self) -> Path:
+        return self.sandbox_root / "home"
 
-    def data_binds(self, mnist_root: Path) -> tuple[tuple[str, str], ...]:
-        """Read-only binds of MNIST (the sandbox user cannot reach the grader's cache)."""
-        return tuple((str(mnist_root), str(place)) for place in self.data_places)
+    @property
+    def handover(self) -> Path:
+        """Where the launcher puts the kernel's connection file (the grader's folder, read-only to the kernel)."""
+        return self.sandbox_root / "run"
 
-    def new_exchange(self) -> Path:
-        """A fresh exchange directory, created only once the student's cells have run."""
-        if self.exchange.exists():
-            shutil.rmtree(self.exchange, ignore_errors=True)
-        self.exchange.mkdir()
-        if self.uid is not None:
-            os.chown(self.exchange, self.uid, self.uid)
-        return self.exchange
+    def new_ipc_folder(self) -> tuple[Path, int]:
+        """A fresh folder for one kernel start's sockets, the kernel's until :meth:`lock_ipc_folder`.
+
+        Created after every process of the previous kernel was killed, under a folder the kernel
+        cannot write: nothing can be waiting in it.
+        """
+        from graders.hostfs import make_directory, open_directory
+
+        self.starts += 1
+        parent = open_directory(self.sandbox_root / "ipc")
+        try:
+            fd = make_directory(parent, str(self.starts), 0o700, owner=self.uid)
+        finally:
+            os.close(parent)
+        return self.sandbox_root / "ipc" / str(self.starts), fd
+
+    @staticmethod
+    def lock_ipc_folder(fd: int) -> None:
+        """Once the kernel is connected: the socket folder becomes the grader's, so no socket can be swapped."""
+        try:
+            os.fchown(fd, os.geteuid(), os.getegid())
+            os.fchmod(fd, 0o755)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def new_exchange_number(self) -> int:
+        self.exchanges += 1
+        return self.exchanges
 
     def cleanup(self) -> None:
         shutil.rmtree(self.private, ignore_errors=True)
-        shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        shutil.rmtree(self.sandbox_root, ignore_errors=True)  # fd-based on Linux: follows no link
         if self.uid_lock >= 0:
             os.close(self.uid_lock)  # releases the claim on the uid
             self.uid_lock = -1
@@ -485,9 +519,12 @@ class KernelSession:
         self.sandbox_notes: list[str] = []
         self.sandbox_report: dict = {}
         self.peak_rss_kb = 0
+        self.peak_disk_kb = 0
         self.peak_processes = 0
         self.watchdog_errors: list[str] = []
         self.starts = 0
+        self.state_name = f"_nbgrade_{secrets.token_hex(8)}"
+        """Where the prelude keeps its state in the kernel's ``sys.modules``: a name the notebook cannot know in advance."""
 
     # -------------------------------------------------------------- lifecycle
     def start(self, notebook: NotebookNode | None = None) -> None:
@@ -497,26 +534,36 @@ class KernelSession:
         self.kill_reason = None
         self.dead = False
         self.starts += 1
+        uid = self.workspace.uid if self.sandbox else None
+        if uid is not None and processes_of(None, uid):
+            kill_processes(None, uid)
+            if processes_of(None, uid):
+                raise RuntimeError("a process of the previous kernel could not be stopped; not starting another")
+        ipc_folder, ipc_fd = self.workspace.new_ipc_folder()
         self.km = KernelManager(
             kernel_name="nbgrade",
             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self._write_kernelspec())]),
             transport="ipc",
-            ip=str(self.workspace.ipc / f"k{self.starts}"),
+            ip=str(ipc_folder / "k"),
         )
         self.km.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.km.context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
         self.client = CappedClient(self.notebook, self.km, self.limits)
         self.client.reset_execution_trackers()
         self._output = OutputTail()
-        try:
-            self.client.start_new_kernel(cwd=str(self.workspace.workdir), stdout=self._output.write_fd,
+        try:  # the launcher starts in the grader's own folder: nothing the notebook wrote is on its path
+            self.client.start_new_kernel(cwd=str(self.workspace.private), stdout=self._output.write_fd,
                                          stderr=self._output.write_fd)
         except Exception as error:
             self._output.close_writer()
+            Workspace.lock_ipc_folder(ipc_fd)
             raise RuntimeError(f"the kernel did not start ({error}); its last output:\n{self._output.text()[-3000:]}") from error
         finally:
             self._output.close_writer()
-        self.client.start_new_kernel_client()
+        try:
+            self.client.start_new_kernel_client()
+        finally:  # connected before any student code ran: from now on no socket in it can be swapped
+            Workspace.lock_ipc_folder(ipc_fd)
         self._read_sandbox_report()
         self._stop.clear()
         self._watchdog = threading.Thread(target=self._watch, daemon=True, name="nbgrade-watchdog")
@@ -529,6 +576,7 @@ class KernelSession:
             'NBGRADE_MNIST_ROOT = ""': f"NBGRADE_MNIST_ROOT = {str(self.workspace.sandbox_root / 'data')!r}",
             "NBGRADE_OUTPUT_CAP = 0": f"NBGRADE_OUTPUT_CAP = {int(self.limits.max_output_chars * 1.25) + 4096}",
             "NBGRADE_PRELOAD = ()": f"NBGRADE_PRELOAD = {heavy_imports(self.notebook)!r}",
+            'NBGRADE_STATE = "_nbgrade"': f"NBGRADE_STATE = {self.state_name!r}",
         }
         prelude = kernel_source("prelude")
         for placeholder, value in values.items():
@@ -604,7 +652,9 @@ class KernelSession:
         if self.sandbox:
             spec_path = self.workspace.private / "sandbox.json"
             self._sandbox_spec().write(spec_path)
-            argv = [sys.executable, "-m", "graders.sandbox", str(spec_path), "--", *kernel]
+            # -I: the launcher runs as root (or as the instructor) before it confines anything, so it
+            # must import nothing from its current folder, PYTHONPATH or the user's site-packages.
+            argv = [sys.executable, "-I", "-m", "graders.sandbox", str(spec_path), "--", *kernel]
         (spec_dir / "kernel.json").write_text(
             json.dumps({"argv": argv, "display_name": "nbgrade", "language": "python", "env": self._kernel_env()})
         )
@@ -623,10 +673,12 @@ class KernelSession:
             max_file_bytes=limits.max_file_mb * 2**20,
             max_open_files=limits.max_open_files,
             hide=hide,
-            expose=(*python_installation(), str(Path(self.mnist_root).resolve())),
-            binds=self.workspace.data_binds(self.mnist_root) if self.workspace.uid is not None else (),
+            expose=(*python_installation(), str(self.workspace.data_view.resolve())),
             sandbox_root=str(self.workspace.sandbox_root),
             private=str(self.workspace.private),
+            data=str(self.workspace.data_view.resolve()),
+            handover=str(self.workspace.handover),
+            disk_bytes=limits.disk_mb * 2**20,
         )
 
     def _kernel_env(self) -> dict[str, str]:
@@ -684,10 +736,36 @@ class KernelSession:
         if len(pids) > self.process_limit:
             self.kill(f"the notebook started more than {self.process_limit} processes and was stopped")
             return
-        anon_kb = sum(read_anon_kb(pid) for pid in pids)
+        disk_kb = self.written_kb()
+        self.peak_disk_kb = max(self.peak_disk_kb, disk_kb)
+        anon_kb = sum(read_anon_kb(pid) for pid in pids) + disk_kb  # the sandbox's files live in RAM (tmpfs)
         self.peak_rss_kb = max(self.peak_rss_kb, anon_kb)
         if anon_kb > self.limits.memory_mb * 1024:
-            self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory and was stopped")
+            self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory "
+                      f"(files it wrote included: {disk_kb // 1024} MB) and was stopped")
+
+    def view_root(self) -> str | None:
+        """Where the grader reaches the sandbox's files: the launcher's root in the new root, else ``/``."""
+        if not self.sandbox_report.get("new_root"):
+            return "/"
+        pid = self.kernel_pid
+        return f"/proc/{pid}/root" if pid is not None else None
+
+    def written_kb(self) -> int:
+        """What the notebook has written (its one tmpfs: folder, HOME, /tmp, /dev/shm, probe outputs)."""
+        if not self.sandbox_report.get("new_root") or self.kernel_pid is None:
+            return 0
+        from graders.hostfs import open_directory
+
+        try:
+            fd = open_directory(f"/proc/{self.kernel_pid}/root", (*self.workspace.sandbox_root.parts[1:], "work"))
+        except OSError:
+            return 0
+        try:
+            info = os.fstatvfs(fd)
+        finally:
+            os.close(fd)
+        return (info.f_blocks - info.f_bfree) * info.f_frsize // 1024
 
     # -------------------------------------------------------------- running code
     def run_cell(self, index: int, timeout: float, store_history: bool = True) -> CellRun:

@@ -22,9 +22,9 @@ from graders.checks import CheckResult, Outcome
 from graders.config import GradeConfig
 from graders.execute import ExecutedNotebook, KernelSession, Workspace, execute_notebook
 from graders.judge import JudgeContext, graded_objects, judge_part
-from graders.mnist import ensure_mnist
+from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
-from graders.parts import assign_cells, detect_assignment, written_answer
+from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
 from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult
 from graders.rubrics import Assignment, get_assignment, sent_to_kernel
 from graders.kernel import kernel_source
@@ -87,20 +87,23 @@ def grade_submission(path: Path | str, config: GradeConfig | None = None, out_di
 
 def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, started: float, out_dir: Path | None) -> GradingResult:
     assignment = resolve_assignment(submission, config)
-    mnist = ensure_mnist(config.mnist_root)
-    hidden = assignment.hidden_inputs(seed, mnist.root)
-    workspace = Workspace.create(mnist.root, slot=_slot(), switch_user=config.sandbox)
+    data_view = sandbox_view(ensure_mnist(config.mnist_root))  # held-back digits stay out of it
+    hidden = assignment.hidden_inputs(seed, data_view)
+    workspace = Workspace.create(data_view, slot=_slot(), switch_user=config.sandbox)
     try:
-        stage = run_kernel_stage(submission, assignment, hidden, config, mnist.root, seed, workspace)
+        stage = run_kernel_stage(submission, assignment, hidden, config, data_view, seed, workspace)
         executed = stage.executed or _nothing_executed(submission)
         observations = stage.observations or Observations(parts={})
         part_cells = assign_cells(submission.notebook, tuple(p.id for p in assignment.rubric.parts))
         parts = judge_submission(assignment, observations, hidden, executed, part_cells, submission, config)
     finally:
         workspace.cleanup()
-    notebook_path = None
+    notebook_path, save_error = None, ""
     if out_dir is not None:
-        notebook_path = save_executed_notebook(executed, out_dir)
+        try:
+            notebook_path = save_executed_notebook(executed, out_dir)
+        except Exception as error:  # noqa: BLE001 - the grades stand without the executed notebook
+            save_error = f"\nexecuted notebook not written: {type(error).__name__}: {error}"
     return GradingResult(
         assignment=assignment.id,
         assignment_title=assignment.rubric.title,
@@ -113,9 +116,9 @@ def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, star
         parts=tuple(parts),
         execution=execution_summary(executed, submission, stage),
         defined_names=tuple(n.get("name", "") for n in observations.defined_names),
-        messages=tuple(_stage_messages(stage)),
+        messages=(*assignment_warnings(submission, assignment.id), *_stage_messages(stage)),
         public_only=config.public_only,
-        instructor_detail=stage.error or "",
+        instructor_detail=(stage.error or "") + save_error,
         notebook_path=notebook_path,
     )
 
@@ -128,6 +131,12 @@ def resolve_assignment(submission: Submission, config: GradeConfig) -> Assignmen
             "(no metadata and too few of the assignment's names); grade it with --assignment."
         )
     return get_assignment(assignment_id)
+
+
+def assignment_warnings(submission: Submission, assignment_id: str) -> tuple[str, ...]:
+    """A loud note when the notebook's metadata or headings name another assignment than the one it is graded as."""
+    contradiction = assignment_mismatch(submission.notebook, assignment_id)
+    return (contradiction.message,) if contradiction else ()
 
 
 def run_kernel_stage(
@@ -241,11 +250,15 @@ def _nothing_executed(submission: Submission) -> ExecutedNotebook:
     return ExecutedNotebook(submission.runnable, [], 0.0, "not_run")
 
 
+NOT_GRADED = "Not graded: the submission could not be graded (the reason is at the top)."
+"""Each check's message in an invalid result: the reason itself is said once, in the result's messages."""
+
+
 def invalid_result(
     path: Path, config: GradeConfig, seed: int, message: str, duration: float,
     status: str = "invalid_submission", detail: str = "",
 ) -> GradingResult:
-    """A zero for every check of the assignment (when known), with one clear message."""
+    """A zero for every check of the assignment (when known), with one clear message, said once."""
     assignment_id = config.assignment
     parts: tuple[PartResult, ...] = ()
     title = "Unknown assignment"
@@ -257,7 +270,7 @@ def invalid_result(
                 id=spec.id, title=spec.title, score=0.0, max_score=spec.points, self_graded_points=spec.self_graded_points,
                 checks=tuple(
                     CheckResult(name=c.name, part=c.part, description=c.description, outcome=Outcome.NOT_RUN, score=0.0,
-                                max_score=c.points, message=message, hidden_inputs=c.hidden_inputs, visibility=c.visibility)
+                                max_score=c.points, message=NOT_GRADED, hidden_inputs=c.hidden_inputs, visibility=c.visibility)
                     for c in assignment.rubric.checks_for(spec.id)
                 ),
             )
@@ -273,11 +286,15 @@ def invalid_result(
 
 
 def save_executed_notebook(executed: ExecutedNotebook, out_dir: Path) -> str:
+    """executed.ipynb, atomically, its text cleaned (lone surrogates and NULs from the kernel → U+FFFD)."""
     import nbformat
+
+    from graders.safetext import clean_data, write_text_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "executed.ipynb"
-    nbformat.write(executed.notebook, str(target))
+    notebook = nbformat.from_dict(clean_data(executed.notebook, lenient=True))
+    write_text_atomic(target, nbformat.writes(notebook))
     return target.name
 
 
@@ -286,6 +303,8 @@ def write_outputs(result: GradingResult, out_dir: Path, config: GradeConfig) -> 
     from graders.gradescope import write_results_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Both atomic (temporary file, fsync, os.replace; a symlink planted there is replaced, not
+    # followed), and the result's text was cleaned when it was built (GradingResult.__post_init__).
     write_results_json(result, out_dir / "results.json", instructor=config.instructor)
     result.write_json(out_dir / "grading.json")
     if config.write_report:

@@ -108,16 +108,38 @@ class JudgeContext:
         return self.obs_of(part_id or self.part_id).error(key)
 
     def find_figures(self, satisfies: Callable[[list[FigureRecord]], bool]) -> bool:
-        """Whether the part's figures satisfy ``satisfies``; else all of the notebook's (with a warning)."""
+        """Whether the figures this part displayed satisfy ``satisfies``.
+
+        A figure counts only where the grader itself saw the notebook display an image: a cell of
+        this part (under its heading) with at least as many image outputs as figures recorded for
+        it. What the kernel reports about a figure describes it; it never proves one was drawn.
+        A notebook without part headings has all of its cells counted as every part's.
+        """
         cells = set(self.part_cells.get(self.part_id, []))
-        mine = [f for f in self.observations.figures if f.cell in cells]
+        shown = displayed_figures(self.observations)
+        mine = [f for f in shown if not cells or f.cell in cells]
         if satisfies(mine):
             return True
-        if satisfies(list(self.observations.figures)):
-            if cells:
-                self.warn(f"the figure was found outside the cells under the {self.part_id} heading.")
-            return True
+        elsewhere = [f for f in shown if f not in mine]
+        if elsewhere and satisfies(elsewhere):
+            where = ", ".join(str(f.cell + 1) for f in elsewhere if f.cell is not None)
+            self.warn(f"a figure like this was drawn in cell {where}, outside the cells under the {self.part_id} "
+                      "heading; a figure earns points in its own part only.")
         return False
+
+
+def displayed_figures(observations: Observations) -> list[FigureRecord]:
+    """The recorded figures whose cell really displayed that many images (all of them in a local check)."""
+    if observations.local:
+        return list(observations.figures)
+    shown, used = [], {}
+    for figure in observations.figures:
+        if figure.cell is None:
+            continue
+        used[figure.cell] = used.get(figure.cell, 0) + 1
+        if used[figure.cell] <= observations.image_outputs.get(figure.cell, 0):
+            shown.append(figure)
+    return shown
 
 
 def run_check(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
@@ -165,15 +187,19 @@ def _graded_as_note(message: str, obs: PartObservation) -> str:
     return "".join(notes[:2])
 
 
+AT_GRADING_MESSAGE = "Runs at grading: a hidden check, not run by the public checks (neither passed nor failed)."
+"""What a hidden check says in public mode: it did not run, so it neither passed nor failed."""
+
+
 def judge_part(rubric: Rubric, part_id: str, ctx: JudgeContext, public_only: bool) -> list[CheckResult]:
     results = []
     for spec in rubric.checks_for(part_id):
         if public_only and not spec.public:
             results.append(
                 CheckResult(
-                    name=spec.name, part=spec.part, description=spec.description, outcome=Outcome.NOT_RUN,
+                    name=spec.name, part=spec.part, description=spec.description, outcome=Outcome.AT_GRADING,
                     score=0.0, max_score=spec.points,
-                    message="Hidden check: it runs when your submission is graded.",
+                    message=AT_GRADING_MESSAGE,
                     hidden_inputs=spec.hidden_inputs, visibility=spec.visibility,
                 )
             )

@@ -34,11 +34,14 @@ from graders.checks import CheckResult, Outcome, Rubric
 from graders.execute import ExecutedNotebook
 from graders.judge import JudgeContext, judge_part
 from graders.kernel import kernel_source
-from graders.observe import FigureRecord, Observations, PartObservation, write_inputs
+from graders.observe import FigureRecord, Observations, PartObservation, read_part_directory, write_inputs
 from graders.parts import ASSIGNMENT_MARKERS
 from graders.rubrics import ASSIGNMENT_IDS, Assignment, get_assignment, sent_to_kernel
 from graders.thresholds import thresholds_for
 
+OBSERVED_WITH: dict[str, tuple[str, ...]] = {"1C": ("1A",)}
+"""Parts whose checks also read another part's observations (1C's kernel is recomputed from train_set's
+images and its accuracy measured against test_set's labels), so ``check("1C")`` observes that part too."""
 PROBE_CALL_TIMEOUT = 60.0
 """Seconds one call of the student's code may take inside a local probe."""
 MAX_VALUES_BYTES = 8 * 1024 * 1024
@@ -83,8 +86,9 @@ def run_local_checks(namespace: dict[str, Any], part: str | None = None, assignm
     if unknown:
         raise LocalCheckError(f"{', '.join(unknown)} is not a part of {spec.id} (parts: {', '.join(p.id for p in rubric.parts)}).")
     hidden = session_inputs(spec.id)
+    observed = tuple(dict.fromkeys(q for p in part_ids for q in (*OBSERVED_WITH.get(p, ()), p)))
     with tempfile.TemporaryDirectory(prefix="nbgrade-check-") as exchange:
-        observations = observe_namespace(namespace, spec, tuple(part_ids), hidden, Path(exchange))
+        observations = observe_namespace(namespace, spec, observed, hidden, Path(exchange))
         return [judge_locally(rubric, pid, observations, hidden, namespace) for pid in part_ids]
 
 
@@ -152,20 +156,15 @@ def observe_namespace(
     parts: dict[str, PartObservation] = {}
     with preserved_session_state(namespace):
         for pid in probed:
-            write_inputs(exchange, pid, inputs[pid], uid=None)
-            probe_ns["run_probe"](namespace, str(exchange), pid, probe_ns[f"probe_{pid}"], PROBE_CALL_TIMEOUT)
-            parts[pid] = read_part(exchange, pid)
+            (exchange / "inputs").mkdir(exist_ok=True)
+            write_inputs(exchange / "inputs" / pid, inputs[pid])
+            outputs = exchange / "outputs" / pid
+            probe_ns["run_probe"](namespace, str(exchange / "inputs" / pid), str(outputs), pid, probe_ns[f"probe_{pid}"],
+                                  PROBE_CALL_TIMEOUT)
+            parts[pid] = read_part_directory(pid, outputs)
     figures = [FigureRecord(None, str(r.get("suptitle", "")), tuple(r.get("axes", ())), tuple(r.get("texts", ())))
                for r in recorded_figures()]
-    return Observations(parts, figures, probe_ns["defined_names"](namespace))
-
-
-def read_part(exchange: Path, part_id: str) -> PartObservation:
-    directory = exchange / "outputs" / part_id
-    path = directory / "values.json"
-    if not path.is_file() or path.stat().st_size > MAX_VALUES_BYTES:
-        return PartObservation(part_id, {}, None, "error", "the check could not read what your objects returned")
-    return PartObservation(part_id, json.loads(path.read_text()), directory)
+    return Observations(parts, figures, probe_ns["defined_names"](namespace), local=True)
 
 
 @contextlib.contextmanager
@@ -327,7 +326,8 @@ def judge_locally(rubric: Rubric, part_id: str, observations: Observations, hidd
 # ---------------------------------------------------------------------------------------------
 # Report: a short pass/fail list
 # ---------------------------------------------------------------------------------------------
-MARKS = {Outcome.PASSED: "✓", Outcome.FAILED: "✗", Outcome.ERRORED: "!", Outcome.TIMED_OUT: "⏱", Outcome.NOT_RUN: "–"}
+MARKS = {Outcome.PASSED: "✓", Outcome.FAILED: "✗", Outcome.ERRORED: "!", Outcome.TIMED_OUT: "⏱", Outcome.NOT_RUN: "–",
+         Outcome.AT_GRADING: "·"}
 
 
 def format_reports(reports: list[PartReport], figures_seen: bool = True) -> str:
@@ -363,7 +363,7 @@ def format_result(result: CheckResult) -> list[str]:
         lines.append(f"      expected: {result.expected}")
     if result.got:
         lines.append(f"      got: {result.got}")
-    if result.mistake:
+    if result.mistake and result.mistake not in result.message:
         lines.append(f"      hint: {result.mistake}")
     return lines
 

@@ -37,6 +37,8 @@ __all__ = [
     "ensure_mnist",
     "load_mnist_arrays",
     "describe",
+    "sandbox_view",
+    "held_back_digits",
 ]
 
 IMAGE_SIDE = 28
@@ -114,6 +116,66 @@ def load_mnist_arrays(train: bool, root: Path | None = None) -> tuple[np.ndarray
     images = _read_idx(raw / images_name, IDX_IMAGES_MAGIC)
     labels = _read_idx(raw / labels_name, IDX_LABELS_MAGIC).astype(np.int64)
     return images, labels
+
+
+# --- what the sandbox sees, and what only the grader holds -----------------------------------
+
+HELD_BACK_SEED = 685
+VIEW_FORMAT = 1
+
+
+def held_back_count(n_test: int) -> int:
+    """Test digits kept out of the sandbox for hidden accuracy checks: half the split, at most 1,000."""
+    return min(1000, n_test // 2)
+
+
+def sandbox_view(info: MnistInfo) -> Path:
+    """An MNIST root for the kernel: the full training split, the test split minus the held-back digits.
+
+    A hidden check that measures accuracy on "digits the grader holds back" is only hidden if
+    the sandbox cannot read those digits' labels. The view is built once per dataset (atomic,
+    deterministic) beside a ``held-back`` folder that is never bound into a sandbox; the
+    grader reads it with :func:`held_back_digits`.
+    """
+    base = default_cache_dir() / "views" / f"{VIEW_FORMAT}-{_path_digest(info.root)}-{info.n_train}-{info.n_test}"
+    view = base / "sandbox"
+    if _complete_raw_dir(view / "MNIST" / "raw") and (base / "held-back" / "labels.npy").is_file():
+        return view
+    raw = info.root / "MNIST" / "raw"
+    images = _read_idx(raw / TEST_IMAGES, IDX_IMAGES_MAGIC)
+    labels = _read_idx(raw / TEST_LABELS, IDX_LABELS_MAGIC)
+    held = np.zeros(len(labels), dtype=bool)
+    held[np.random.default_rng(HELD_BACK_SEED).choice(len(labels), held_back_count(len(labels)), replace=False)] = True
+    _write_held_back(base / "held-back", images[held], labels[held])
+    _write_raw_atomically(view, {
+        TRAIN_IMAGES: (raw / TRAIN_IMAGES).read_bytes(),
+        TRAIN_LABELS: (raw / TRAIN_LABELS).read_bytes(),
+        TEST_IMAGES: _encode_idx(images[~held], IDX_IMAGES_MAGIC),
+        TEST_LABELS: _encode_idx(labels[~held], IDX_LABELS_MAGIC),
+    })
+    return view
+
+
+def _write_held_back(directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Save the held-back digits readable by the grader only (0700: not even another local user)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for name, array in (("images", images), ("labels", labels.astype(np.int64))):
+        staging = directory / f".{name}-{os.getpid()}.npy"
+        np.save(staging, array, allow_pickle=False)
+        os.replace(staging, directory / f"{name}.npy")
+
+
+def held_back_digits(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The digits a sandbox built on ``root`` cannot read: (uint8 N×28×28 images, int64 labels).
+
+    ``root`` is a :func:`sandbox_view`; for any other root (a student's local check, which has no
+    sandbox to keep them from) its test split stands in.
+    """
+    held = Path(root).parent / "held-back"
+    if (held / "labels.npy").is_file():
+        return np.load(held / "images.npy", allow_pickle=False), np.load(held / "labels.npy", allow_pickle=False)
+    return load_mnist_arrays(train=False, root=root)
 
 
 def describe(info: MnistInfo) -> str:

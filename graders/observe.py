@@ -15,6 +15,7 @@ part's message says what happened when that was not possible.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,12 +25,11 @@ from typing import Any
 import numpy as np
 
 from graders.execute import CellRun, ExecutedNotebook, KernelSession
+from graders.hostfs import ReadLimits, make_directory, open_directory, read_probe_output, save_array_file, write_new_file
 from graders.kernel import kernel_source
 
 WARM_UP_SECONDS = 60.0
 """Time the probes' own imports (torch, torchvision) may take in the kernel, outside every part's limit."""
-MAX_VALUES_BYTES = 8 * 1024 * 1024
-MAX_ARRAY_FILE_BYTES = 80 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,25 +44,17 @@ class Found:
 
 @dataclass
 class PartObservation:
-    """What one part's probe reported."""
+    """What one part's probe reported: its JSON values and the arrays it saved, read and bounded at once."""
 
     part: str
     values: dict[str, Any]
-    directory: Path | None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
     status: str = "ok"
     """``ok``; ``timeout``, ``killed`` or ``error`` when the probe cell itself did not finish."""
     problem: str = ""
 
     def array(self, key: str) -> np.ndarray | None:
-        if self.directory is None or key not in self.values.get("arrays", []):
-            return None
-        path = self.directory / f"{key}.npy"
-        if not path.is_file() or path.stat().st_size > MAX_ARRAY_FILE_BYTES:
-            return None
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
-            return None
+        return self.arrays.get(key)
 
     def found(self, contract: str) -> Found:
         info = self.values.get("found", {}).get(contract)
@@ -107,9 +99,11 @@ class Observations:
     """Cell index → number of image outputs it produced in this run."""
     notes: list[str] = field(default_factory=list)
     """Sentences for the student about the observation itself (kernel restarted, patches undone)."""
+    local: bool = False
+    """Observed in the student's own session (a local check): no cell outputs to confirm figures with."""
 
     def part(self, part_id: str) -> PartObservation:
-        return self.parts.get(part_id) or PartObservation(part_id, {}, None, "error", "not observed")
+        return self.parts.get(part_id) or PartObservation(part_id, {}, {}, "error", "not observed")
 
 
 @dataclass(frozen=True)
@@ -122,27 +116,114 @@ class ProbePlan:
     """Part id → name → ndarray (written as .npy) or JSON-able value (written into params.json)."""
 
 
-def write_inputs(exchange: Path, part: str, inputs: dict[str, Any], uid: int | None) -> None:
-    directory = exchange / "inputs" / part
-    directory.mkdir(parents=True, exist_ok=True)
-    params = {}
-    for name, value in inputs.items():
-        if isinstance(value, np.ndarray):
-            np.save(directory / f"{name}.npy", value, allow_pickle=False)
-        else:
-            params[name] = value
-    (directory / "params.json").write_text(json.dumps(params))
-    if uid is not None:
-        import os
+def write_inputs(directory: Path, inputs: dict[str, Any]) -> None:
+    """Write one part's hidden inputs into a new folder the kernel can read but not write.
 
-        for path in [exchange / "inputs", directory, *directory.iterdir()]:
-            os.chown(path, uid, uid)
+    Arrays become ``NAME.npy`` (no pickles), everything else ``params.json``. The folder's parent
+    is the grader's, so the kernel cannot have planted anything there.
+    """
+    parent = open_directory(directory.parent)
+    try:
+        fd = make_directory(parent, directory.name, 0o755)
+    finally:
+        os.close(parent)
+    try:
+        params = {}
+        for name, value in inputs.items():
+            if isinstance(value, np.ndarray):
+                save_array_file(fd, name, value)
+            else:
+                params[name] = value
+        write_new_file(fd, "params.json", json.dumps(params).encode())
+    finally:
+        os.close(fd)
 
 
-def probe_cell(exchange: Path, part: str, probe_source: str, call_timeout: float) -> str:
+@dataclass(frozen=True)
+class Exchange:
+    """One observation's folders: hidden inputs the grader hands over, and results the probes write.
+
+    ``inputs`` is the grader's folder (read-only to the kernel). ``outputs`` holds a folder per part
+    that the kernel's uid may write; the grader creates it, and reads it back, walking from
+    ``view_root`` (the sandbox's root as the launcher sees it) with :mod:`graders.hostfs`: no link,
+    device, FIFO or oversized file the notebook planted is followed or loaded.
+    """
+
+    inputs: Path
+    outputs: Path
+    view_root: str
+    uid: int | None
+    limits: ReadLimits = ReadLimits()
+
+    @classmethod
+    def create(cls, session: KernelSession) -> "Exchange":
+        workspace = session.workspace
+        number = str(workspace.new_exchange_number())
+        exchange = cls(workspace.sandbox_root / "inputs" / number, workspace.sandbox_root / "out" / number,
+                       session.view_root() or "/", workspace.uid if session.sandbox else None)
+        for parent in (open_directory(exchange.inputs.parent), exchange._outputs_fd(parent=True)):
+            try:
+                os.close(make_directory(parent, number, 0o755))
+            finally:
+                os.close(parent)
+        return exchange
+
+    def _outputs_fd(self, parent: bool = False) -> int:
+        folder = self.outputs.parent if parent else self.outputs
+        return open_directory(self.view_root, folder.parts[1:])
+
+    def part_inputs(self, part: str, inputs: dict[str, Any]) -> Path:
+        write_inputs(self.inputs / part, inputs)
+        return self.inputs / part
+
+    def part_outputs(self, part: str) -> Path:
+        """A new folder for one part's results, the kernel's to write."""
+        fd = self._outputs_fd()
+        try:
+            os.close(make_directory(fd, part, 0o700, owner=self.uid))
+        finally:
+            os.close(fd)
+        return self.outputs / part
+
+    def read(self, part: str) -> tuple[dict[str, Any] | None, dict[str, np.ndarray], list[str]]:
+        try:
+            fd = open_directory(self.view_root, (*self.outputs.parts[1:], part))
+        except OSError:
+            return None, {}, []
+        try:
+            return read_probe_output(fd, self.limits, self.uid)
+        finally:
+            os.close(fd)
+
+
+def read_part_directory(part: str, directory: Path, limits: ReadLimits = ReadLimits()) -> PartObservation:
+    """A part's results from a folder on this machine (students' local checks, tests)."""
+    try:
+        fd = open_directory(directory)
+    except OSError:
+        return PartObservation(part, {}, {}, "error", "the check could not read what your objects returned")
+    try:
+        values, arrays, refused = read_probe_output(fd, limits, None)
+    finally:
+        os.close(fd)
+    if values is None:
+        return PartObservation(part, {}, {}, "error", "the check could not read what your objects returned")
+    return PartObservation(part, values, arrays, problem=_refused_note(refused))
+
+
+def _refused_note(refused: list[str]) -> str:
+    return ("the grader refused some of what the probe wrote: " + "; ".join(refused[:5]))[:500] if refused else ""
+
+
+def runtime_source(state_name: str) -> str:
+    """The probes' toolkit, told where this kernel's prelude keeps its state (a name drawn per session)."""
+    return kernel_source("runtime").replace('_STATE_NAME = "_nbgrade"', f"_STATE_NAME = {state_name!r}", 1)
+
+
+def probe_cell(inputs: Path, outputs: Path, part: str, probe_source: str, call_timeout: float, state_name: str) -> str:
     """Source of the cell that runs one part's probe in a private namespace in the kernel."""
-    code = kernel_source("runtime") + "\n" + probe_source + "\n"
-    call = f"run_probe(USER_NS, {str(exchange)!r}, {part!r}, probe_{part}, {float(call_timeout)!r})"
+    code = runtime_source(state_name) + "\n" + probe_source + "\n"
+    call = f"run_probe(USER_NS, {str(inputs)!r}, {str(outputs)!r}, {part!r}, probe_{part}, {float(call_timeout)!r})"
     return _private_exec(code + call, f"<grader probe {part}>")
 
 
@@ -156,16 +237,16 @@ def _private_exec(code: str, filename: str) -> str:
     )
 
 
-def warm_up_cell(probe_source: str) -> str:
+def warm_up_cell(probe_source: str, state_name: str) -> str:
     """Source of a cell that imports what the probes need (torch …) before any part's time limit starts."""
-    return _private_exec(kernel_source("runtime") + "\n" + probe_source + "\n", "<grader warm-up>")
+    return _private_exec(runtime_source(state_name) + "\n" + probe_source + "\n", "<grader warm-up>")
 
 
-def meta_cell(exchange: Path) -> str:
+def meta_cell(outputs: Path, state_name: str) -> str:
     """Source of the cell that reports figures and the names the notebook defined."""
-    code = kernel_source("runtime") + (
+    code = runtime_source(state_name) + (
         "\n_figures = getattr(_STATE, 'figures', lambda: [])\n"
-        f"with open({str(exchange / 'meta.json')!r}, 'w') as _h:\n"
+        f"with open({str(outputs / 'values.json')!r}, 'w') as _h:\n"
         "    _json.dump({'figures': _figures(), 'names': defined_names(USER_NS), 'restored': RESTORED[:50]}, _h, default=str)\n"
     )
     return _private_exec(code, "<grader meta>")
@@ -179,9 +260,9 @@ def observe(
     The figures and defined names are read first (no student code is called for them), then one
     probe per part; a kernel that a probe kills or hangs is recovered once for the later parts.
     """
-    exchange = session.workspace.new_exchange()
+    exchange = Exchange.create(session)
     session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30 + WARM_UP_SECONDS
-    recovery = KernelRecovery(session, executed, warm_up_cell(plan.source))
+    recovery = KernelRecovery(session, executed, warm_up_cell(plan.source, session.state_name))
     first = next(iter(plan.inputs), "the first part")
     meta = {}
     if recovery.ensure_running(first):
@@ -190,7 +271,7 @@ def observe(
     parts: dict[str, PartObservation] = {}
     for part, inputs in plan.inputs.items():
         if not recovery.ensure_running(part):
-            parts[part] = PartObservation(part, {}, None, "killed", recovery.problem)
+            parts[part] = PartObservation(part, {}, {}, "killed", recovery.problem)
             continue
         parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
         recovery.check_after(part, parts[part])
@@ -202,21 +283,21 @@ def observe(
 
 
 def _observe_part(
-    session: KernelSession, exchange: Path, part: str, inputs: dict[str, Any], source: str, timeout: float
+    session: KernelSession, exchange: Exchange, part: str, inputs: dict[str, Any], source: str, timeout: float
 ) -> PartObservation:
-    write_inputs(exchange, part, inputs, session.workspace.uid)
-    run = session.run_code(probe_cell(exchange, part, source, call_timeout=timeout * 0.8), timeout=timeout)
-    directory = exchange / "outputs" / part
-    values = _read_json(directory / "values.json")
+    cell = probe_cell(exchange.part_inputs(part, inputs), exchange.part_outputs(part), part, source,
+                      call_timeout=timeout * 0.8, state_name=session.state_name)
+    run = session.run_code(cell, timeout=timeout)
+    values, arrays, refused = exchange.read(part) if session.alive else (None, {}, [])
     if run.status == "ok" and values is not None:
-        return PartObservation(part, values, directory)
+        return PartObservation(part, values, arrays, problem=_refused_note(refused))
     problem = {
         "timeout": f"your code did not finish within {timeout:g} s when the grader called it",
         "killed": f"the kernel died while the grader called your code ({run.evalue})",
         "ok": "the grader's call to your code wrote no result (did the notebook replace json, open or the exchange files?)",
     }.get(run.status, f"{run.ename}: {run.evalue}"[:300])
     status = run.status if run.status in ("timeout", "killed") else "error"
-    return PartObservation(part, values or {}, directory if values else None, status, problem)
+    return PartObservation(part, values or {}, arrays if values else {}, status, problem)
 
 
 class KernelRecovery:
@@ -325,19 +406,10 @@ def _restored_note(meta: dict[str, Any], parts: dict[str, PartObservation]) -> l
             "the originals back before calling your code."]
 
 
-def _read_meta(session: KernelSession, exchange: Path, timeout: float) -> dict[str, Any]:
-    session.run_code(meta_cell(exchange), timeout=timeout)
-    return _read_json(exchange / "meta.json") or {}
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_VALUES_BYTES:
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def _read_meta(session: KernelSession, exchange: Exchange, timeout: float) -> dict[str, Any]:
+    session.run_code(meta_cell(exchange.part_outputs("_meta"), session.state_name), timeout=timeout)
+    values, _arrays, _refused = exchange.read("_meta") if session.alive else (None, {}, [])
+    return values or {}
 
 
 def cells_by_source_hash(notebook: Any) -> dict[str, int]:

@@ -25,7 +25,6 @@ import ctypes
 import json
 import os
 import resource
-import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -60,8 +59,6 @@ class SandboxSpec:
     max_open_files: int
     hide: tuple[str, ...] = ()
     """Directories to cover with an empty read-only mount (root only)."""
-    binds: tuple[tuple[str, str], ...] = ()
-    """(source, target) directories bound read-only into the sandbox (root only)."""
     isolate_network: bool = True
     expose: tuple[str, ...] = ()
     """Directories the kernel must reach, read-only (the Python installation, MNIST)."""
@@ -69,10 +66,15 @@ class SandboxSpec:
     """The sandbox's own directory (work, home, ipc, exchange), bound read-write into the new root."""
     new_root: bool = True
     """Run the kernel in a new root that holds only what it needs (Linux, namespaces available)."""
-    tmp_bytes: int = 256 * 2**20
-    """Size of the private ``/tmp`` and ``/dev/shm`` in the new root."""
+    disk_bytes: int = 1024 * 2**20
+    """Everything the kernel can write in the new root (its folder, HOME, ``/tmp``, ``/dev/shm``, the
+    probes' outputs) is one tmpfs of this size: the host's disk never receives a byte from it."""
     private: str = ""
     """The grader's private directory (hidden from the kernel), where the new root is assembled."""
+    data: str = ""
+    """MNIST as the kernel may see it (held-back digits removed), bound read-only at ``SANDBOX/data``."""
+    handover: str = ""
+    """A folder the grader owns (``SANDBOX/run``): the launcher puts the kernel's connection file there."""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -81,7 +83,6 @@ class SandboxSpec:
     def read(cls, path: Path) -> "SandboxSpec":
         data = json.loads(path.read_text())
         data["hide"] = tuple(data["hide"])
-        data["binds"] = tuple(tuple(pair) for pair in data["binds"])
         data["expose"] = tuple(data.get("expose", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
@@ -149,8 +150,6 @@ _LOCKED_FLAGS = tuple(  # statvfs flag → mount flag; a user namespace may not 
 )
 SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 """Bound read-only into the new root: what any program needs to start."""
-KERNEL_FILESYSTEMS = ("/dev", "/proc", "/sys")
-"""Bound (recursively) into the new root as they are."""
 
 
 def enter_namespaces(spec: SandboxSpec, report: SandboxReport) -> None:
@@ -176,9 +175,6 @@ def enter_namespaces(spec: SandboxSpec, report: SandboxReport) -> None:
     report.namespaces = True
     report.network_isolated = spec.isolate_network
     _mount(libc, "none", "/", None, _MS_REC | _MS_PRIVATE, None)
-    for source, target in spec.binds:
-        os.makedirs(target, exist_ok=True)
-        _bind(libc, source, target, read_only=True)
     if spec.new_root and spec.sandbox_root:
         try:
             enter_new_root(libc, spec, report)
@@ -216,16 +212,26 @@ def _hide(libc: ctypes.CDLL, directories: tuple[str, ...], root: str, report: Sa
             report.hidden.append(directory)
 
 
+SANDBOX_ENTRIES = ("work", "home", "data", "ipc", "run", "inputs", "out")
+"""What the sandbox folder holds in the new root (see :class:`graders.execute.Workspace`)."""
+WRITABLE = ("work", "home", "tmp", "shm", "out")
+"""Folders of the one quota tmpfs: the kernel's folder and HOME, /tmp, /dev/shm, the probes' outputs."""
+DEVICES = ("null", "zero", "full", "random", "urandom")
+"""The only device nodes in the sandbox's /dev."""
+
+
 def enter_new_root(libc: ctypes.CDLL, spec: SandboxSpec, report: SandboxReport) -> None:
     """Build a root holding only what the kernel needs, and ``chroot`` into it.
 
     The root is a tmpfs (in the grader's private directory, which the kernel cannot see) with the
-    system directories, the Python installation and MNIST bound read-only, ``/dev``, ``/proc`` and
-    ``/sys`` as they are, a private ``/tmp`` and ``/dev/shm``, and the sandbox's directory at its
-    own path (so every path the grader gave the kernel stays valid).
+    system directories, the Python installation and MNIST bound read-only, ``/proc`` and ``/sys``,
+    a ``/dev`` with the harmless devices only, and the sandbox's folder at its own path (so every
+    path the grader gave the kernel stays valid). Everything writable lives on one size-limited
+    tmpfs, made here, inside the namespace: nothing the kernel writes reaches the host's disk, and
+    it all disappears with the namespace.
     """
     root = tempfile.mkdtemp(prefix="nbgrade-root-", dir=spec.private or None)
-    _mount(libc, "tmpfs", root, "tmpfs", 0, "size=1m,mode=755")
+    _mount(libc, "tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=755")
     for entry in os.listdir("/"):
         if os.path.islink("/" + entry):
             os.symlink(os.readlink("/" + entry), os.path.join(root, entry))
@@ -233,25 +239,88 @@ def enter_new_root(libc: ctypes.CDLL, spec: SandboxSpec, report: SandboxReport) 
         if os.path.isdir(directory) and not os.path.islink(directory):
             os.makedirs(root + directory, exist_ok=True)
             _bind(libc, directory, root + directory, read_only=True)
-    for directory in KERNEL_FILESYSTEMS:
-        if os.path.isdir(directory):
-            os.makedirs(root + directory, exist_ok=True)
-            _bind(libc, directory, root + directory, read_only=False)
-    size = f"size={max(spec.tmp_bytes, 2**20)}"
-    for directory in ("/tmp", "/dev/shm"):
+    for directory, read_only in (("/proc", False), ("/sys", True)):
         os.makedirs(root + directory, exist_ok=True)
-        _mount(libc, "tmpfs", root + directory, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=1777")
+        _bind(libc, directory, root + directory, read_only=read_only)
+    writable = _quota_tmpfs(libc, spec)
+    _minimal_dev(libc, root, writable)
+    _bind(libc, os.path.join(writable, "tmp"), _made(root + "/tmp"), read_only=False)
     for path in sorted({form for p in spec.expose for form in (os.path.abspath(p), os.path.realpath(p))}):
         if os.path.isdir(path) and not os.path.exists(root + path):
             os.makedirs(root + path)
             _bind(libc, path, root + path, read_only=True)
-    os.makedirs(root + spec.sandbox_root, exist_ok=True)
-    _bind(libc, spec.sandbox_root, root + spec.sandbox_root, read_only=False)
+    _sandbox_folder(libc, spec, root + spec.sandbox_root, writable)
     _hide(libc, spec.hide, root, report)
-    _mount(libc, "none", root, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
+    _mount(libc, "none", root, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
     os.chroot(root)
     os.chdir("/")
     report.new_root = True
+
+
+def _made(path: str, mode: int = 0o755) -> str:
+    os.makedirs(path, mode=mode, exist_ok=True)
+    return path
+
+
+def _quota_tmpfs(libc: ctypes.CDLL, spec: SandboxSpec) -> str:
+    """One tmpfs of ``spec.disk_bytes`` holding every folder the kernel may write (see :data:`WRITABLE`)."""
+    writable = tempfile.mkdtemp(prefix="nbgrade-rw-", dir=spec.private or None)
+    size = max(spec.disk_bytes, 4 * 2**20)
+    _mount(libc, "tmpfs", writable, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},nr_inodes=65536,mode=755")
+    owner = spec.uid if is_root() and spec.uid is not None else os.getuid()
+    for name in WRITABLE:
+        os.mkdir(os.path.join(writable, name))
+    for name in ("tmp", "shm"):
+        os.chmod(os.path.join(writable, name), 0o1777)
+    for name in ("work", "home"):
+        folder = os.path.join(writable, name)
+        os.symlink("../data", os.path.join(folder, "data"))  # ./data and ~/data: MNIST, as the templates expect
+        os.lchown(os.path.join(folder, "data"), owner, owner)
+        os.chown(folder, owner, owner)
+        os.chmod(folder, 0o700)
+    return writable
+
+
+def _minimal_dev(libc: ctypes.CDLL, root: str, writable: str) -> None:
+    """A /dev with null, zero, full, random, urandom, the std streams, a private shm and pts."""
+    dev = _made(root + "/dev")
+    _mount(libc, "tmpfs", dev, "tmpfs", _MS_NOSUID, "size=64k,mode=755")
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            open(os.path.join(dev, name), "w").close()
+            _bind(libc, "/dev/" + name, os.path.join(dev, name), read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")):
+        os.symlink(target, os.path.join(dev, name))
+    _bind(libc, os.path.join(writable, "shm"), _made(dev + "/shm"), read_only=False)
+    try:  # a pts instance of its own (ttys are not needed by a kernel; best effort)
+        _mount(libc, "devpts", _made(dev + "/pts"), "devpts", _MS_NOSUID | _MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    except OSError:
+        pass
+
+
+def _sandbox_folder(libc: ctypes.CDLL, spec: SandboxSpec, inside: str, writable: str) -> None:
+    """The sandbox folder in the new root: root's own, so the kernel can replace none of its entries.
+
+    ``work``, ``home`` and ``out`` come from the quota tmpfs; ``data`` (MNIST), ``run`` (the
+    connection file), ``inputs`` (the probes' hidden inputs) are the grader's, read-only; ``ipc``
+    holds the kernel's sockets (a folder per start, locked by the grader once the kernel is up).
+    """
+    _made(inside)
+    host = spec.sandbox_root
+    sources = {
+        "work": (os.path.join(writable, "work"), False),
+        "home": (os.path.join(writable, "home"), False),
+        "out": (os.path.join(writable, "out"), False),
+        "data": (spec.data, True),
+        "run": (os.path.join(host, "run"), True),
+        "inputs": (os.path.join(host, "inputs"), True),
+        "ipc": (os.path.join(host, "ipc"), False),
+    }
+    for name in SANDBOX_ENTRIES:
+        source, read_only = sources[name]
+        if source and os.path.isdir(source):
+            _bind(libc, source, _made(os.path.join(inside, name)), read_only=read_only)
 
 
 def blocked_ancestor(path: Path) -> Path | None:
@@ -321,18 +390,37 @@ def drop_privileges(uid: int) -> None:
     os.setuid(uid)
 
 
-def private_connection_file(argv: list[str], home: str, uid: int | None) -> list[str]:
-    """Copy the kernel's connection file (0600, root's) to where the sandbox user can read it."""
-    if "-f" not in argv:
+def hand_over_connection_file(argv: list[str], handover: str, uid: int | None) -> list[str]:
+    """Copy the kernel's connection file (the grader's, 0600) into the grader's handover folder.
+
+    The folder is the grader's (the kernel cannot write it), the copy is created new
+    (``O_EXCL | O_NOFOLLOW``) and given to the kernel's uid through its descriptor: no path the
+    kernel could have touched is followed, as root or as the instructor.
+    """
+    if "-f" not in argv or not handover:
         return argv
     position = argv.index("-f") + 1
     source = argv[position]
-    target = os.path.join(home, "kernel-connection.json")
-    shutil.copyfile(source, target)
-    os.chmod(target, 0o600)
-    if uid is not None:
-        os.chown(target, uid, uid)
-    return [*argv[:position], target, *argv[position + 1 :]]
+    with open(source, "rb") as handle:
+        content = handle.read(65536)
+    folder = os.open(handover, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        name = os.path.basename(source)
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400, dir_fd=folder)
+        try:
+            os.write(fd, content)
+            if uid is not None:
+                os.fchown(fd, uid, uid)
+            os.fchmod(fd, 0o400)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(folder)
+    return [*argv[:position], os.path.join(handover, name), *argv[position + 1 :]]
 
 
 def launch(spec_path: Path, argv: list[str]) -> None:
@@ -345,7 +433,7 @@ def launch(spec_path: Path, argv: list[str]) -> None:
     report = SandboxReport()
     report_file = spec_path.with_suffix(".applied.json").open("w")  # opened before the grader's files are hidden
     switch_user = is_root() and spec.uid is not None
-    argv = private_connection_file(argv, spec.home, spec.uid if switch_user else None)
+    argv = hand_over_connection_file(argv, spec.handover, spec.uid if switch_user else None)
     own_processes = 0 if switch_user else count_processes(os.getuid())
     os.umask(0o022)
     if sys.platform.startswith("linux"):

@@ -9,11 +9,13 @@
 # ones the notebook imports are imported here (NBGRADE_PRELOAD), so that their import time never
 # counts against a cell's time limit; a notebook that needs none of them starts in about a second.
 # Everything the grader's later cells need is kept in the module ``sys.modules["_nbgrade"]``.
-# The grader fills in the three values below before sending this text.
+# The grader fills in the values below before sending this text. NBGRADE_STATE is drawn per session,
+# so that a notebook cannot prepare a replacement for the state under a name it knows in advance.
 NBGRADE_SEED = 0
 NBGRADE_MNIST_ROOT = ""
 NBGRADE_OUTPUT_CAP = 0
 NBGRADE_PRELOAD = ()
+NBGRADE_STATE = "_nbgrade"
 
 import builtins
 import importlib.abc
@@ -274,8 +276,17 @@ def _short_error(body, chars=10_000, frames=60):
     return {**body, "evalue": str(body.get("evalue", ""))[:chars], "traceback": trace}
 
 
-def snapshot_pristine(saved, top):
-    """Capture the attributes PRISTINE_ATTRIBUTES lists under module ``top``, before student code runs."""
+def snapshot_pristine(saved, top, modules=None):
+    """Capture the attributes PRISTINE_ATTRIBUTES lists under module ``top``, before student code runs.
+
+    ``modules`` also keeps the module objects themselves: a notebook that puts another object in
+    ``sys.modules`` (``sys.modules['json'] = fake``) gets the original put back before any probe.
+    """
+    if modules is not None:
+        for dotted in PRISTINE_ATTRIBUTES:
+            name = dotted.rpartition(".")[0] if dotted == "torch.Tensor" or dotted.endswith(".Module") else dotted
+            if name.split(".")[0] == top and name in sys.modules:
+                modules[name] = sys.modules[name]
     for owner_name, names in PRISTINE_ATTRIBUTES.items():
         if owner_name.split(".")[0] != top:
             continue
@@ -298,6 +309,16 @@ def _resolve(dotted):
         return owner
     except Exception:
         return None
+
+
+def restore_modules(modules):
+    """Put back the library modules the notebook replaced in ``sys.modules``; the names restored."""
+    restored = []
+    for name, module in modules.items():
+        if sys.modules.get(name) is not module:
+            sys.modules[name] = module
+            restored.append(f"sys.modules[{name!r}]")
+    return restored
 
 
 def restore_pristine(saved):
@@ -470,22 +491,23 @@ def install(seed, mnist_root, output_cap):
     fake_colab_and_checks()
     if output_cap:
         cap_output(output_cap)
-    state = types.ModuleType("_nbgrade")
+    state = types.ModuleType(NBGRADE_STATE)
     state.figures, hook_pyplot = figure_recorder()
-    saved = []
+    saved, modules = [], {"sys": sys, "builtins": builtins}
     for top in ("builtins", "json", "os", "signal", "traceback", "inspect"):
-        snapshot_pristine(saved, top)
+        snapshot_pristine(saved, top, modules)
     state.restored = []
-    state.restore_pristine = lambda: _log_restored(state.restored, restore_pristine(saved))
-    sys.modules["_nbgrade"] = state
+    state.restore_pristine = lambda: _log_restored(
+        state.restored, restore_modules(modules) + restore_pristine(saved))
+    sys.modules[NBGRADE_STATE] = state
 
     def numpy_hook(numpy):
         seed_numpy(seed)(numpy)
-        snapshot_pristine(saved, "numpy")
+        snapshot_pristine(saved, "numpy", modules)
 
     def torch_hook(torch):
         seed_torch(seed)(torch)
-        snapshot_pristine(saved, "torch")
+        snapshot_pristine(saved, "torch", modules)
 
     hooks = PostImportHooks({
         "numpy": numpy_hook,

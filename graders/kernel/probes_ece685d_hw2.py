@@ -82,14 +82,72 @@ def _first_that_works(attempts):
             raise
         except Exception as error:  # noqa: BLE001 - the next accepted form may work
             errors.append((form, error))
+    for _, error in errors:
+        if isinstance(error, AutogradUnavailable):  # the function needs autograd, whatever its arguments
+            raise error
     texts = [f"{type(error).__name__}: {error}"[:160] for _, error in errors]
     if len(set(texts)) == 1:
         raise errors[0][1]  # the same error whatever the arguments: report it as it is
     raise CallFailed("; ".join(f"with {form}: {text}" for (form, _), text in zip(errors, texts)))
 
 
+class AutogradUnavailable(RuntimeError):
+    """Raised by every autograd entry point while P1's function runs: it must compute gradients by hand."""
+
+
+_AUTOGRAD_ENTRY_POINTS = (
+    ("torch.autograd", ("grad", "backward")),
+    ("torch.Tensor", ("backward",)),
+    ("torch.autograd.functional", ("jacobian", "hessian", "vjp", "jvp", "vhp", "hvp")),
+    ("torch.func", ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian")),
+)
+
+
+def _resolve_owner(dotted):
+    owner = torch
+    for part in dotted.split(".")[1:]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    return owner
+
+
+class _WithoutAutograd:
+    """Gradient recording off and every autograd entry point raising, for the duration of one call."""
+
+    def __enter__(self):
+        self.saved = []
+        self.grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        for dotted, names in _AUTOGRAD_ENTRY_POINTS:
+            owner = _resolve_owner(dotted)
+            for name in names if owner is not None else ():
+                if name in vars(owner):
+                    self.saved.append((owner, name, vars(owner)[name]))
+                    setattr(owner, name, _refuse(f"{dotted}.{name}"))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self.saved):
+            setattr(owner, name, original)
+        torch.set_grad_enabled(self.grad_mode)
+        return False
+
+
+def _refuse(what):
+    def refused(*args, **kwargs):
+        raise AutogradUnavailable(f"it called {what}, and the grader runs it with autograd unavailable")
+
+    return refused
+
+
 def _call_gradients(fn, params, X, Y, weights):
-    """Call with float64 tensors and torch g; if that raises, with NumPy arrays and NumPy g."""
+    """Call with float64 tensors and torch g; if that raises, with NumPy arrays and NumPy g (autograd off)."""
+    with _WithoutAutograd():
+        return _call_gradient_forms(fn, params, X, Y, weights)
+
+
+def _call_gradient_forms(fn, params, X, Y, weights):
     g, g_prime = _torch_activation(params["activation"])
     ng, ng_prime = _numpy_activation(params["activation"])
     tensors = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}

@@ -5,9 +5,11 @@
 # First it puts back the library functions the notebook may have monkeypatched (json.dump,
 # np.save, torch.allclose, builtins.open …), from the copies the prelude kept before any student
 # code ran, so that neither the probes nor the student's functions they call see the patches.
+# The state's name is drawn per session by the grader (replaced in this text before it is sent).
 import sys as _sys
 
-_STATE = _sys.modules.get("_nbgrade")
+_STATE_NAME = "_nbgrade"
+_STATE = _sys.modules.get(_STATE_NAME)
 RESTORED = list(_STATE.restore_pristine()) if hasattr(_STATE, "restore_pristine") else []
 
 import json as _json
@@ -27,11 +29,11 @@ class ProbeTimeout(BaseException):  # not an Exception: a probe's own `except Ex
 class Probe:
     """The toolkit one part's probe receives (``P``)."""
 
-    def __init__(self, user_ns, exchange, part, call_timeout):
+    def __init__(self, user_ns, inputs_dir, out_dir, part, call_timeout):
         self.ns = user_ns
         self.part = part
-        self.inputs_dir = _os.path.join(exchange, "inputs", part)
-        self.out_dir = _os.path.join(exchange, "outputs", part)
+        self.inputs_dir = inputs_dir
+        self.out_dir = out_dir
         _os.makedirs(self.out_dir, exist_ok=True)
         self.values = {"found": {}, "errors": {}}
         self.call_timeout = call_timeout
@@ -195,8 +197,8 @@ def defined_names(user_ns):
     return names[:500]
 
 
-def run_probe(user_ns, exchange, part, probe, call_timeout):
-    P = Probe(user_ns, exchange, part, call_timeout)
+def run_probe(user_ns, inputs_dir, out_dir, part, probe, call_timeout):
+    P = Probe(user_ns, inputs_dir, out_dir, part, call_timeout)
     if RESTORED:
         P.values["restored"] = RESTORED[:50]
     try:

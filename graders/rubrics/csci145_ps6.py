@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from graders.checks import PartSpec, Rubric, fail, not_run
-from graders.mnist import load_mnist_arrays
+from graders.mnist import held_back_digits, load_mnist_arrays
 from graders.judge import JudgeContext, name_mistake, relative_error, shape_text
 from graders.observe import FigureRecord
 
@@ -47,9 +47,10 @@ HELD_BACK = 500
 def hidden_inputs(seed: int, mnist_root: Path) -> dict[str, dict[str, Any]]:
     """Each part's hidden inputs; keys ending in ``_grader_only`` and the ``_mnist`` entry stay in the grader."""
     rng = np.random.default_rng(seed)
-    images, labels = load_mnist_arrays(train=False, root=mnist_root)
+    images, _ = load_mnist_arrays(train=False, root=mnist_root)
     train_images, _ = load_mnist_arrays(train=True, root=mnist_root)
-    pick = rng.choice(len(images), size=min(HELD_BACK, len(images)), replace=False)
+    held_images, held_labels = held_back_digits(mnist_root)  # never readable inside the sandbox
+    pick = rng.choice(len(held_labels), size=min(HELD_BACK, len(held_labels)), replace=False)
     kernel_cases = [(5, 7, 3), (12, 9, 784), (8, 8, 16), (1, 4, 10)]
     one_c: dict[str, Any] = {"cases": len(kernel_cases), "sigmas": []}
     for case, (n1, n2, d) in enumerate(kernel_cases):
@@ -75,7 +76,7 @@ def hidden_inputs(seed: int, mnist_root: Path) -> dict[str, dict[str, Any]]:
     return {
         "_mnist": {"train": train_images[:1000], "test": images[:100]},
         "1A": {},
-        "1B": {"images": images[pick], "labels_grader_only": labels[pick]},
+        "1B": {"images": held_images[pick], "labels_grader_only": held_labels[pick]},
         "1C": one_c,
         "2A": two_a,
         "2B": two_b,
@@ -100,7 +101,7 @@ def datasets_have_contract_lengths(ctx: JudgeContext) -> None:
         got = ctx.obs.get(f"{name}.len")
         if got != expected:
             fail(f"len({name}) is {got}, expected {expected}.", expected=str(expected), got=str(got),
-                 mistake="did you take the whole MNIST split instead of a random subset (e.g. torch.utils.data.Subset with random indices)?" if isinstance(got, int) and got > expected else None)
+                 mistake=f"`{name}` holds the whole MNIST split: take a random subset of {expected} (e.g. torch.utils.data.Subset with random indices)." if isinstance(got, int) and got > expected else None)
 
 
 @check("1A", 2, "items are (image, int label) with a 1×28×28 or 784-value image", public=True)
@@ -161,7 +162,7 @@ def first_rows_match(images: np.ndarray, mnist_images: np.ndarray, count: int = 
     return int(np.sum(correlation > 0.999))
 
 
-@check("1A", 1, "the sets are random draws, not simply the first rows of MNIST in order")
+@check("1A", 1, "the sets are random draws, not simply the first rows of MNIST in order", public=True)
 def sets_are_random_draws(ctx: JudgeContext) -> None:
     mnist = ctx.inputs("_mnist")
     for name, size in (("train_set", 1000), ("test_set", 100)):
@@ -271,7 +272,7 @@ def logreg_accuracy_on_held_back(ctx: JudgeContext) -> None:
     threshold = ctx.thresholds["1B.test_accuracy"]
     accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
     ctx.require_threshold("1B.test_accuracy", accuracy, f"accuracy on {len(labels)} held-back MNIST digits",
-                          mistake="is the model trained (100 steps) and fed images scaled as in training?")
+                          mistake="the model classifies unseen digits poorly: train it for the 100 steps, and feed it images scaled as in training.")
     if threshold.reference_median and accuracy < threshold.reference_median - 0.10:
         ctx.warn(f"held-back accuracy {accuracy:.3f} passes but is well below the reference's typical {threshold.reference_median:.3f}.")
 
@@ -306,37 +307,68 @@ def _sq_dists(X1: np.ndarray, X2: np.ndarray) -> np.ndarray:
     return np.maximum(np.sum(X1**2, 1)[:, None] + np.sum(X2**2, 1)[None, :] - 2 * X1 @ X2.T, 0.0)
 
 
+KERNEL_FORMULA = "exp(−‖x1_i − x2_j‖² / (2σ²))"
+"""The kernel exactly as the problem statement prints it."""
+
+
+def stated_gaussian_kernel(X1: np.ndarray, X2: np.ndarray, sigma: float) -> np.ndarray:
+    """The statement's own formula, exp(−‖x1_i − x2_j‖² / (2σ²)), in float64.
+
+    Public checks compare with this, not with the reference solution: it reveals nothing the
+    problem statement does not, so a student's ``check("1C")`` runs the same comparison as grading.
+    """
+    X1 = np.asarray(X1, dtype=np.float64).reshape(len(X1), -1)
+    X2 = np.asarray(X2, dtype=np.float64).reshape(len(X2), -1)
+    return np.exp(-_sq_dists(X1, X2) / (2 * float(sigma) ** 2))
+
+
 def kernel_mistakes(X1: np.ndarray, X2: np.ndarray, sigma: float) -> dict[str, Any]:
-    """Known wrong formulas for the Gaussian kernel, named as the student's likely mistake."""
+    """Known wrong formulas for the Gaussian kernel, each named as what the student's code computes."""
+    X1 = np.asarray(X1, dtype=np.float64).reshape(len(X1), -1)
+    X2 = np.asarray(X2, dtype=np.float64).reshape(len(X2), -1)
     D = _sq_dists(X1, X2)
     return {
-        "off by a factor 2 in the exponent: did you use 2σ² in the denominator?": lambda: np.exp(-D / sigma**2),
-        "the exponent divides by 4σ² instead of 2σ²": lambda: np.exp(-D / (4 * sigma**2)),
-        "the distance is not squared: use ‖x − x′‖², not ‖x − x′‖": lambda: np.exp(-np.sqrt(D) / (2 * sigma**2)),
-        "σ is not squared in the denominator (2σ instead of 2σ²)": lambda: np.exp(-D / (2 * sigma)),
-        "σ is used as γ (exp(−σ‖x − x′‖²)): the bandwidth divides, it does not multiply": lambda: np.exp(-sigma * D),
-        "the sign of the exponent is wrong: it must be exp(−‖x − x′‖² / 2σ²)": lambda: np.exp(D / (2 * sigma**2)),
-        "the matrix is transposed: rows must index X1 and columns X2": lambda: np.exp(-D / (2 * sigma**2)).T,
-        "the kernel uses the dot product xᵀx′ instead of the distance ‖x − x′‖²": lambda: np.exp(-(X1 @ X2.T) / (2 * sigma**2)),
+        "your kernel is exp(−‖x − x′‖²/σ²): the denominator should be 2σ², not σ²": lambda: np.exp(-D / sigma**2),
+        "your kernel is exp(−‖x − x′‖²/(4σ²)): the denominator should be 2σ², not 4σ²": lambda: np.exp(-D / (4 * sigma**2)),
+        "your kernel is exp(−‖x − x′‖·σ²/2): `/ 2 * sigma**2` multiplies by σ² (operator precedence); write `/ (2 * sigma**2)`":
+            lambda: np.exp(-D * sigma**2 / 2),
+        "your kernel uses the distance ‖x − x′‖ unsquared: the exponent should be −‖x − x′‖²/(2σ²)": lambda: np.exp(-np.sqrt(D) / (2 * sigma**2)),
+        "your kernel is exp(−‖x − x′‖²/(2σ)): σ should be squared in the denominator, 2σ²": lambda: np.exp(-D / (2 * sigma)),
+        "your kernel is exp(−σ‖x − x′‖²), σ multiplying: the bandwidth divides, exp(−‖x − x′‖²/(2σ²))": lambda: np.exp(-sigma * D),
+        "your kernel is exp(+‖x − x′‖²/(2σ²)): the exponent needs a minus sign": lambda: np.exp(D / (2 * sigma**2)),
+        "your kernel averages the squared differences over the d features (a mean): ‖x − x′‖² is their sum":
+            lambda: np.exp(-D / X1.shape[1] / (2 * sigma**2)),
+        "your kernel returns the exponent −‖x − x′‖²/(2σ²) without exp": lambda: -D / (2 * sigma**2),
+        "your kernel matrix is transposed (n2×n1): rows should index X1 and columns X2": lambda: np.exp(-D / (2 * sigma**2)).T,
+        "your kernel uses the dot product xᵀx′: the exponent should use the squared distance ‖x − x′‖²":
+            lambda: np.exp(-(X1 @ X2.T) / (2 * sigma**2)),
     }
 
 
-@check("1C", 7, "gaussian_kernel matches the reference on hidden inputs (several shapes, σ ≠ 1, d ≠ 784)", hidden_inputs=True)
+def named_failure(where: str, error: float, tolerance: float, mistake: str | None) -> str:
+    """A failing formula check's message: the mistake named from the catalogue when one matches."""
+    if mistake:
+        return f"{where} is not the stated {KERNEL_FORMULA}: {mistake} (relative error {error:.2g})."
+    return f"{where} differs from the stated {KERNEL_FORMULA} (relative error {error:.2g} > {tolerance:g})."
+
+
+@check("1C", 7, f"gaussian_kernel computes the stated {KERNEL_FORMULA} on freshly drawn inputs (several shapes, σ ≠ 1, d ≠ 784)",
+       hidden_inputs=True, public=True)
 def kernel_matches_reference(ctx: JudgeContext) -> None:
+    # The name is kept so that gradebooks stay comparable; the comparison is with the statement's formula.
     ctx.require("gaussian_kernel")
     inputs = ctx.inputs()
-    reference = ctx.ref()
     for case in range(inputs["cases"]):
         X1, X2, sigma = inputs[f"X1_{case}"], inputs[f"X2_{case}"], inputs["sigmas"][case]
         where = f"gaussian_kernel(X1 {shape_text(X1)}, X2 {shape_text(X2)}, sigma)"
         got = ctx.array(f"K_{case}", where)
-        expected = np.asarray(reference.gaussian_kernel(X1, X2, sigma), dtype=np.float64)
+        expected = stated_gaussian_kernel(X1, X2, sigma)
         got = got.reshape(expected.shape) if got.size == expected.size and got.ndim != 2 else got
         error = relative_error(got, expected)
         if error > KERNEL_RTOL:
             mistake = name_mistake(got, kernel_mistakes(X1, X2, sigma), KERNEL_RTOL * 10)
-            fail(f"{where} differs from the reference (relative error {error:.2g} > {KERNEL_RTOL:g}).",
-                 expected=f"{shape_text(expected)} matrix with entries exp(−‖x1_i − x2_j‖² / (2σ²))",
+            fail(named_failure(where, error, KERNEL_RTOL, mistake),
+                 expected=f"{shape_text(expected)} matrix with entries {KERNEL_FORMULA}",
                  got=f"{shape_text(got)} matrix", mistake=mistake)
 
 
@@ -391,26 +423,27 @@ def _x_candidates(ctx: JudgeContext) -> dict[str, np.ndarray]:
     return found
 
 
-@check("1C", 3, "K_train equals gaussian_kernel(X_train, X_train, sigma) of the training images")
+@check("1C", 3, "K_train equals the stated kernel of the training images with themselves, at your sigma", public=True)
 def K_train_matches_gaussian_kernel_of_training_images(ctx: JudgeContext) -> None:
     K = _K_train(ctx)
     ctx.require("sigma")
     sigma = ctx.obs.get("sigma")
     if not isinstance(sigma, (int, float)) or not sigma > 0:
         fail(f"`sigma` is {sigma!r}; expected a positive float.")
-    reference = ctx.ref()
     candidates = {k: v for k, v in _x_candidates(ctx).items() if len(v) == len(K)}
     if not candidates:
         not_run("no matrix of training images with one row per row of K_train was found to recompute it")
     best = (np.inf, None, None)
     for label, X in candidates.items():
-        expected = np.asarray(reference.gaussian_kernel(X, X, float(sigma)), dtype=np.float64)
+        expected = stated_gaussian_kernel(X, X, float(sigma))
         error = relative_error(K, expected)
         if error <= K_MATCH_RTOL:
             return
         best = min(best, (error, label, X), key=lambda t: t[0])
     mistake = name_mistake(K, kernel_mistakes(best[2], best[2], float(sigma)), K_MATCH_RTOL * 10) if best[2] is not None else None
-    fail(f"K_train differs from gaussian_kernel(X, X, sigma={sigma:g}) for every candidate X (closest: {best[1]}, relative error {best[0]:.2g}).",
+    named = f": {mistake}" if mistake else ""
+    fail(f"K_train differs from {KERNEL_FORMULA} of X with itself at sigma = {sigma:g}, for every candidate X "
+         f"(closest: {best[1]}, relative error {best[0]:.2g}){named}.",
          expected=f"relative error ≤ {K_MATCH_RTOL:g}", got=f"{best[0]:.2g}", mistake=mistake)
 
 
@@ -447,7 +480,7 @@ def _accuracy_against(logits: np.ndarray, label_sets: dict[str, np.ndarray]) -> 
     return best
 
 
-@check("1C", 3, "kernel_model trained full-batch reaches the train-accuracy threshold on K_train")
+@check("1C", 3, "kernel_model trained full-batch reaches the train-accuracy threshold on K_train", public=True)
 def kernel_model_train_accuracy(ctx: JudgeContext) -> None:
     ctx.require("kernel_model")
     logits = ctx.array("train_logits", "kernel_model(K_train)")
@@ -463,7 +496,7 @@ def kernel_model_train_accuracy(ctx: JudgeContext) -> None:
              mistake="σ is too small for the pixel scale: K_train is nearly the identity." if identity else "train full-batch on K_train for enough steps (hundreds with Adam), and check that σ is not too large (a σ near half the median distance between images works well).")
 
 
-@check("1C", 3, "kernel_model reaches the test-accuracy threshold on K_test against the test labels")
+@check("1C", 3, "kernel_model reaches the test-accuracy threshold on K_test against the test labels", public=True)
 def kernel_model_test_accuracy(ctx: JudgeContext) -> None:
     ctx.require("kernel_model")
     ctx.require("K_test")
@@ -502,12 +535,12 @@ def autograd_sigmoid_derivative(z: np.ndarray) -> np.ndarray:
 def sigmoid_mistakes(z: np.ndarray) -> dict[str, Any]:
     s = _sigmoid(z)
     return {
-        "sign error: σ(z)(1 + σ(z)) instead of σ(z)(1 − σ(z))": lambda: s * (1 + s),
-        "sign error: the result is negated (−σ(z)(1 − σ(z)))": lambda: -s * (1 - s),
-        "σ(z)² instead of σ(z)(1 − σ(z))": lambda: s**2,
-        "returns σ(z) itself, not its derivative": lambda: s,
-        "returns 1 − σ(z), not σ(z)(1 − σ(z))": lambda: 1 - s,
-        "uses z(1 − z) instead of σ(z)(1 − σ(z)) (apply σ first)": lambda: z * (1 - z),
+        "your derivative is σ(z)(1 + σ(z)): the sign inside should be minus, σ(z)(1 − σ(z))": lambda: s * (1 + s),
+        "your derivative is −σ(z)(1 − σ(z)): the result should not be negated": lambda: -s * (1 - s),
+        "your derivative is σ(z)²: it should be σ(z)(1 − σ(z))": lambda: s**2,
+        "your function returns σ(z) itself: the derivative is σ(z)(1 − σ(z))": lambda: s,
+        "your function returns 1 − σ(z): the derivative is σ(z)(1 − σ(z))": lambda: 1 - s,
+        "your derivative is z(1 − z): apply σ first, σ(z)(1 − σ(z))": lambda: z * (1 - z),
     }
 
 
@@ -534,7 +567,8 @@ def _formula_right_in_normal_range(ctx: JudgeContext) -> bool:
     return got is not None and relative_error(got, autograd_sigmoid_derivative(ctx.inputs()["z_0"])) <= SIGMOID_RTOL
 
 
-@check("2A", 2, "sigmoid_derivative stays finite and exact for large |z| (±50 … ±1000)", hidden_inputs=True, public=True)
+@check("2A", 2, "sigmoid_derivative stays finite for large |z| (±50 … ±1000); the formula itself is judged by the autograd check",
+       hidden_inputs=True, public=True)
 def sigmoid_derivative_stable_at_large_inputs(ctx: JudgeContext) -> None:
     ctx.require("sigmoid_derivative")
     inputs = ctx.inputs()
@@ -546,7 +580,11 @@ def sigmoid_derivative_stable_at_large_inputs(ctx: JudgeContext) -> None:
             fail(f"sigmoid_derivative returned NaN or inf for large |z| (e.g. z = {', '.join(f'{v:g}' for v in bad)}).",
                  mistake="exp(−z) overflows for z ≪ 0: compute σ with torch.sigmoid (or a numerically stable form) and then σ(1 − σ).")
         if not _formula_right_in_normal_range(ctx):
-            continue  # a wrong formula is deducted by the autograd check; here only finiteness counts
+            # A wrong formula is deducted by the autograd check; here only finiteness counts, and the
+            # pass must not read as if the values were right.
+            ctx.warn("only finiteness was judged at large |z|: the values there are finite but not σ(z)(1 − σ(z)), "
+                     "because the formula is wrong (the autograd check deducts that, once).")
+            continue
         expected = autograd_sigmoid_derivative(z)
         if got.shape != expected.shape or np.max(np.abs(got - expected)) > 1e-12 + 1e-6 * np.abs(expected).max():
             fail("sigmoid_derivative is inaccurate for large |z|.", expected="values within 1e-6 of autograd", got=f"max deviation {np.max(np.abs(got - expected)) if got.shape == expected.shape else 'shape ' + shape_text(got)}")
@@ -651,7 +689,7 @@ def mlp_output_matches_formula(ctx: JudgeContext) -> None:
             fail(f"make_mlp{tuple(spec)} on x of shape {shape_text(x)} returned {shape_text(got)} values that differ from "
                  f"W⁽ℓ⁾ReLU(…W⁽¹⁾x) computed from its own weights (relative error {error:.2g}).",
                  expected=f"{shape_text(expected)}", got=shape_text(got),
-                 mistake="does forward() use every layer, in order, with the input as x (rows are examples)?")
+                 mistake="your forward() skips, reorders or reshapes a layer: it should apply every layer in order to x, with rows as examples.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,7 +730,7 @@ def training_loss_decreases_per_depth(ctx: JudgeContext) -> None:
     for depth in (1, 2, 3):
         if not train[depth][-1] < train[depth][0]:
             fail(f"depth {depth}: the training loss went from {train[depth][0]:.4g} to {train[depth][-1]:.4g}; it should decrease.",
-                 mistake="is the optimizer created for this depth's model, and are gradients zeroed each step?")
+                 mistake="the training loop does not train this depth's model: create its optimizer from its own parameters and zero the gradients at each step.")
 
 
 def _line_styles(figures: list[FigureRecord]) -> tuple[int, int, int]:

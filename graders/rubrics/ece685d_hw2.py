@@ -271,6 +271,11 @@ def _student_gradient(ctx: JudgeContext, case: int, name: str, spec: dict[str, A
         if error.get("type") == "NotADict":
             fail(f"{call} {error['message']}.", expected="a dict with keys W1, b1, W2, b2, W3, b3",
                  mistake="return {'W1': dW1, 'b1': db1, …} keyed like params.")
+        if error.get("type") == "AutogradUnavailable":
+            fail(f"{call} uses autograd ({error['message']}); P1 asks for the backward pass by hand, so gradients "
+                 "computed by autograd earn no points.", expected="gradients computed by hand (no autograd)",
+                 got="a call into autograd", mistake="write the backward pass yourself: δ₃ = (2/N)(ŷ − y), then "
+                 "δ₂ = W₃δ₃ and δ_ℓ through g′(a_ℓ) and the skip connections, layer by layer.")
         fail(f"{call} {failure_text(error)}", detail=error.get("traceback"))
     got = ctx.obs.array(f"grad_{case}_{name}")
     if got is not None:
@@ -325,13 +330,6 @@ def check_residual_gradient(ctx: JudgeContext, name: str) -> None:
             fail(f"∂L/∂{name} from {call} differs from autograd (relative error {error:.2g} > {GRADIENT_RTOL:g}).",
                  expected=f"{shape_text(expected)} values of ∂L/∂{name} (float64 autograd)", got=f"{shape_text(got)} values",
                  mistake=mistake)
-    _warn_if_autograd(ctx)
-
-
-def _warn_if_autograd(ctx: JudgeContext) -> None:
-    source = str(ctx.obs.get("source", ""))
-    if any(word in source for word in (".backward(", "autograd", "requires_grad")):
-        ctx.warn("residual_mlp_gradients appears to use autograd; the problem asks for the backward pass written by hand.")
 
 
 @check("P1", 4, "∂L/∂W1 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
