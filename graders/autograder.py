@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -246,6 +247,7 @@ timeout --kill-after=15 "$HARD_LIMIT" "$PYTHON" -m graders.autograder run --root
 STATUS=${{PIPESTATUS[0]}}
 ARGS=(--results "$RESULTS/results.json" --config "$SOURCE/{CONFIG_FILE}" --status "$STATUS" --log "$LOG" --elapsed $((SECONDS - START)))
 if ! python3 "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}" && ! "$PYTHON" "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}"; then
+  rm -f "$RESULTS/results.json"
   echo '{{"score": 0, "execution_time": 0, "output": "The autograder failed before it could grade your notebook; your instructor has the details.", "stdout_visibility": "hidden", "tests": []}}' > "$RESULTS/results.json"
 fi
 rm -f "$LOG"
@@ -253,21 +255,158 @@ exit 0
 """
 
 
-FALLBACK_SCRIPT = '''"""Write a valid Gradescope results.json when the grader did not (standard library only)."""
+FALLBACK_SCRIPT = '''"""Write a valid Gradescope results.json when the grader did not (standard library only).
+
+What the grader wrote is kept only if it is valid: strict UTF-8 JSON under 1 MB, finite numbers, no
+unpaired surrogates, the shape of Gradescope's format. A partial file (the grader was killed while
+writing it), a corrupt one or a symlink is replaced, atomically, by a 0 with a message.
+"""
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
+
+MAX_BYTES = 1000000
+VISIBILITY = ("hidden", "after_due_date", "after_published", "visible")
+FORMATS = ("text", "html", "simple_format", "md", "ansi")
+TOP_KEYS = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
+            "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
+TEST_KEYS = {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format", "tags",
+             "visibility", "extra_data"}
+
+
+def number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def text(value):
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plain_data(value, depth=0):
+    """Strings that UTF-8 can hold, finite numbers, at most 64 levels deep."""
+    if depth > 64:
+        return False
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return all(text(k) and plain_data(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(plain_data(v, depth + 1) for v in value)
+    return value is None or isinstance(value, bool) or number(value)
+
+
+def valid_test(test):
+    return (isinstance(test, dict) and set(test) <= TEST_KEYS and text(test.get("name"))
+            and number(test.get("score")) and number(test.get("max_score"))
+            and test.get("status", "passed") in ("passed", "failed")
+            and text(test.get("output", "")) and text(test.get("number", ""))
+            and test.get("visibility", "visible") in VISIBILITY
+            and all(test.get(key, "text") in FORMATS for key in ("name_format", "output_format"))
+            and isinstance(test.get("tags", []), list) and all(text(t) for t in test.get("tags", []))
+            and isinstance(test.get("extra_data", {}), dict))
+
+
+def refuse(constant):
+    raise ValueError("not JSON: " + constant)
 
 
 def valid(path):
+    """Whether ``path`` is a results.json Gradescope accepts (a regular file, not a symlink)."""
     try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
+        if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) >= MAX_BYTES:
+            return False
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read(MAX_BYTES).decode("utf-8"), parse_constant=refuse)
+    except Exception:  # noqa: BLE001 - unreadable, not UTF-8, not JSON, NaN, nested too deeply: all invalid
         return False
-    tests = data.get("tests", []) if isinstance(data, dict) else None
-    return (isinstance(tests, list) and isinstance(data.get("score", 0), (int, float))
-            and all(isinstance(t, dict) and isinstance(t.get("score", 0), (int, float)) for t in tests))
+    if not isinstance(data, dict) or not set(data) <= TOP_KEYS:
+        return False
+    tests = data.get("tests")
+    return (number(data.get("score")) and number(data.get("execution_time")) and text(data.get("output"))
+            and isinstance(tests, list) and all(valid_test(t) for t in tests)
+            and all(data.get(key, "visible") in VISIBILITY for key in ("visibility", "stdout_visibility"))
+            and all(data.get(key, "text") in FORMATS for key in ("output_format", "test_output_format", "test_name_format"))
+            and isinstance(data.get("extra_data", {}), dict) and isinstance(data.get("leaderboard", []), list)
+            and plain_data(data))
+
+
+def write_atomically(path, data):
+    """A temporary file beside ``path`` (O_EXCL, never a symlink), fsync'ed, then renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=True, allow_nan=False)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        try:
+            os.unlink(scratch)
+        except OSError:
+            pass
+        raise
+
+
+def read_config(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except Exception:  # noqa: BLE001
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def fallback_results(config, status, elapsed):
+    try:
+        minutes = int(config.get("hard_limit_seconds", 0)) // 60
+    except (TypeError, ValueError):
+        minutes = 0
+    if status in ("124", "137"):
+        message = ("Grading did not finish within the autograder's time limit (%d minutes): does a cell train for a very "
+                   "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit." % minutes)
+    else:
+        message = ("The autograder itself failed while grading your notebook (exit status %s), so it scored 0. "
+                   "This is not your mistake; your instructor has the details." % (status or "unknown"))
+    tests = []
+    parts = config.get("parts")
+    for part in parts if isinstance(parts, list) else []:
+        try:
+            pid, title, points = part
+            points = float(points)
+        except (TypeError, ValueError):
+            continue
+        if points and math.isfinite(points):
+            tests.append({"name": "%s \\u00b7 %s" % (pid, title), "score": 0.0, "max_score": points, "status": "failed",
+                          "output": message, "visibility": "visible"})
+    try:
+        seconds = float(elapsed)
+    except ValueError:
+        seconds = 0.0
+    seconds = seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+    return {"score": 0.0, "execution_time": seconds, "output": message, "visibility": "visible",
+            "stdout_visibility": "hidden", "tests": tests}
+
+
+def log_tail(path, limit=6000):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4 * limit))
+            return handle.read().decode("utf-8", errors="replace")[-limit:]
+    except (OSError, ValueError):
+        return ""
 
 
 def main():
@@ -277,32 +416,14 @@ def main():
     args = parser.parse_args()
     if valid(args.results):
         return 0
-    try:
-        with open(args.config) as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
-        config = {}
-    minutes = int(config.get("hard_limit_seconds", 0)) // 60
-    if args.status in ("124", "137"):
-        message = ("Grading did not finish within the autograder's time limit (%d minutes): does a cell train for a very "
-                   "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit." % minutes)
-    else:
-        message = ("The autograder itself failed while grading your notebook (exit status %s), so it scored 0. "
-                   "This is not your mistake; your instructor has the details." % (args.status or "unknown"))
-    try:
-        with open(args.log, errors="replace") as handle:
-            log = handle.read()[-6000:]
-    except OSError:
-        log = ""
-    print("nbgrade fallback: the grader wrote no valid results.json (exit status %s); instructor detail:" % args.status)
-    print(log)
-    tests = [{"name": "%s \\u00b7 %s" % (pid, title), "score": 0.0, "max_score": float(points), "status": "failed",
-              "output": message, "visibility": "visible"} for pid, title, points in config.get("parts", []) if points]
-    elapsed = float(args.elapsed) if args.elapsed.replace(".", "", 1).isdigit() else 0.0
-    results = {"score": 0.0, "execution_time": elapsed, "output": message, "visibility": "visible",
-               "stdout_visibility": "hidden", "tests": tests}
-    with open(args.results, "w") as handle:
-        json.dump(results, handle, indent=1)
+    write_atomically(args.results, fallback_results(read_config(args.config), args.status, args.elapsed))
+    report = ("nbgrade fallback: the grader wrote no valid results.json (exit status %s); instructor detail:\\n%s\\n"
+              % (args.status, log_tail(args.log)))
+    try:  # stdout (instructors only) after results.json: an unprintable log never costs the results
+        sys.stdout.buffer.write(report.encode("utf-8", errors="replace"))
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
     return 0
 
 
@@ -407,7 +528,7 @@ def submitted_files(directory: Path) -> list[Path]:
 
 
 def looks_like_notebook(path: Path) -> bool:
-    """An .ipynb file, or a file under another name whose JSON has a notebook's keys."""
+    """An .ipynb file, a file under another name whose JSON has a notebook's keys, or a ``# %%`` script."""
     if path.suffix.lower() == ".ipynb":
         return True
     try:
@@ -417,7 +538,13 @@ def looks_like_notebook(path: Path) -> bool:
             head = handle.read(65536).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError:
         return False
+    if path.suffix.lower() == ".py":
+        return _PERCENT_HEAD.search(head) is not None
     return head.startswith(b"{") and (b'"cells"' in head or b'"nbformat"' in head)
+
+
+_PERCENT_HEAD = re.compile(rb"(?m)^#\s?%%(?:[ \t].*)?\r?$")
+"""A ``# %%`` cell marker (VS Code, Jupytext): a .py file with one is graded as a notebook."""
 
 
 def notebook_rank(path: Path, assignment_id: str, template_name: str) -> tuple:
@@ -441,13 +568,17 @@ def choose_notebook(directory: Path, assignment_id: str, template_name: str) -> 
     candidates = [p for p in files if looks_like_notebook(p)]
     if not candidates:
         listing = ", ".join(p.name for p in files[:10]) + (" …" if len(files) > 10 else "") or "no files at all"
-        return ChosenNotebook(None, f"No Jupyter notebook was found in your submission ({listing}). "
+        scripts = " (a .py file is graded only when its cells start with `# %%` lines)" if any(
+            p.suffix.lower() == ".py" for p in files) else ""
+        return ChosenNotebook(None, f"No Jupyter notebook was found in your submission ({listing}){scripts}. "
                                     "Upload your .ipynb file (in Jupyter or Colab: File → Download → .ipynb).")
     ranks = {p: notebook_rank(p, assignment_id, template_name) for p in candidates}
     chosen = max(candidates, key=lambda p: (ranks[p], p.suffix.lower() == ".ipynb", p.stat().st_mtime))
     shown = chosen.relative_to(directory).as_posix()
     message = f"Graded `{shown}`."
-    if chosen.suffix.lower() != ".ipynb":
+    if chosen.suffix.lower() == ".py":
+        message = f"Graded `{shown}`, a Python script in the percent format (`# %%` cells), as a notebook."
+    elif chosen.suffix.lower() != ".ipynb":
         message = f"Graded `{shown}`: it is a Jupyter notebook although its name does not end in .ipynb."
     if len(candidates) > 1:
         names = ", ".join(p.relative_to(directory).as_posix() for p in candidates[:8])
@@ -508,7 +639,7 @@ def gradescope_results(result) -> dict:
 def shrink(data: dict, limit: int = MAX_RESULTS_BYTES) -> dict:
     """Cut test outputs until the JSON fits under ``limit`` bytes (Gradescope's results stay small)."""
     for cap in (4000, 1500, 500, 120):
-        if len(json.dumps(data, ensure_ascii=False).encode()) < limit:
+        if len(json.dumps(data, ensure_ascii=False).encode("utf-8", errors="replace")) < limit:
             return data
         for test in data.get("tests", []):
             if len(test.get("output", "")) > cap:
@@ -518,11 +649,10 @@ def shrink(data: dict, limit: int = MAX_RESULTS_BYTES) -> dict:
 
 
 def write_results(data: dict, path: Path) -> None:
-    """Atomically: a reader (or a crash half-way) never sees a partial results.json."""
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.chmod(scratch, 0o644)
-    os.replace(scratch, path)
+    """Atomically: a reader (or a crash half-way) never sees a partial results.json; a symlink there is replaced."""
+    from graders.safetext import write_json_atomic
+
+    write_json_atomic(path, data)
 
 
 def print_instructor_summary(result, choice: ChosenNotebook) -> None:

@@ -9,18 +9,29 @@ them. Outputs are truncated so the file stays well under 1 MB.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 from graders.checks import CheckResult, Outcome
 from graders.result import GradingResult
+from graders.safetext import clean_text, write_json_atomic
 
 MAX_TEST_OUTPUT = 4000
 MAX_TOP_OUTPUT = 20000
 
 
 def _truncate(text: str, limit: int) -> str:
+    text = clean_text(text)
     return text if len(text) <= limit else text[: limit - 40] + "\n… (truncated)"
+
+
+def _number(value: float, digits: int = 4) -> float:
+    """A finite number for Gradescope (its schema has no NaN or infinity)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return round(value, digits) if math.isfinite(value) else 0.0
 
 
 def check_output(check: CheckResult, instructor: bool = False) -> str:
@@ -61,9 +72,9 @@ def to_gradescope(result: GradingResult, instructor: bool = False) -> dict:
         for check in part.checks:
             tests.append(
                 {
-                    "name": f"{part.id} · {check.name}",
-                    "score": round(check.score, 4),
-                    "max_score": check.max_score,
+                    "name": clean_text(f"{part.id} · {check.name}", 300),
+                    "score": _number(check.score),
+                    "max_score": _number(check.max_score),
                     "status": "passed" if check.passed else "failed",
                     "output": check_output(check, instructor),
                     "visibility": check.visibility.value,
@@ -71,8 +82,8 @@ def to_gradescope(result: GradingResult, instructor: bool = False) -> dict:
                 }
             )
     return {
-        "score": round(result.score, 4),
-        "execution_time": round(float(result.duration), 2),
+        "score": _number(result.score),
+        "execution_time": _number(result.duration, 2),
         "output": top_output(result),
         "visibility": "visible",
         "stdout_visibility": "hidden",
@@ -81,4 +92,5 @@ def to_gradescope(result: GradingResult, instructor: bool = False) -> dict:
 
 
 def write_results_json(result: GradingResult, path: Path, instructor: bool = False) -> None:
-    path.write_text(json.dumps(to_gradescope(result, instructor), indent=1, ensure_ascii=False))
+    """results.json, atomically: a reader never sees a partial file, a symlink there is replaced."""
+    write_json_atomic(path, to_gradescope(result, instructor))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from graders.checks import CheckResult, Outcome
+from graders.safetext import clean_value, write_json_atomic
+
+MAX_RESULT_TEXT = 50_000
+"""Longest string kept in a result (tracebacks, messages, written answers); longer ones are cut with a note."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,16 @@ class GradingResult:
     notebook_path: str | None = None
     """Where the executed notebook (outputs capped) was written, for the report."""
 
+    def __post_init__(self) -> None:
+        # The one choke point for text that came from the notebook or the kernel (names, messages,
+        # tracebacks, file names): whatever builds a result, every file and table made from it can
+        # be written (no lone surrogates, no NUL or terminal escapes, no string over MAX_RESULT_TEXT).
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            cleaned = clean_value(value, MAX_RESULT_TEXT)
+            if cleaned is not value:
+                object.__setattr__(self, spec.name, cleaned)
+
     @property
     def score(self) -> float:
         return sum(p.score for p in self.parts)
@@ -171,7 +184,8 @@ class GradingResult:
         )
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1, default=str))
+        """grading.json, atomically (strict JSON: non-finite numbers become null)."""
+        write_json_atomic(path, self.to_dict())
 
 
 def outcome_counts(result: GradingResult) -> dict[Outcome, int]:

@@ -17,6 +17,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from graders.safetext import clean_data, needs_cleaning
+
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 """A notebook larger than this is not read (real ones with figures are a few MB)."""
 
@@ -77,21 +79,43 @@ def read_notebook_with_notes(path: Path) -> tuple[NotebookNode, list[str]]:
         )
     if size == 0:
         raise InvalidSubmission(f"{path.name} is empty (0 bytes). Save the notebook in Jupyter and resubmit the .ipynb file.")
-    text, encoding = decode(path.read_bytes())
-    notes = [] if encoding in ("utf-8", "utf-8-sig") else [
-        f"The file is not UTF-8; it was read as {encoding} (Jupyter saves notebooks as UTF-8)."
-    ]
+    raw = path.read_bytes()
+    text, encoding = decode(raw)
+    if encoding == UTF8_REPLACED:
+        bad = text.count(REPLACEMENT) - raw.count(REPLACEMENT.encode())
+        notes = [f"The file has {bad} byte{'s' if bad != 1 else ''} that {'are' if bad != 1 else 'is'} not valid UTF-8 "
+                 "(Jupyter saves notebooks as UTF-8); each was replaced with \N{REPLACEMENT CHARACTER}."]
+    elif encoding in ("utf-8", "utf-8-sig"):
+        notes = []
+    else:
+        notes = [f"The file is not UTF-8; it was read as {encoding} (Jupyter saves notebooks as UTF-8)."]
+    del raw
+    name = path.name
+    is_script = path.suffix.lower() == ".py"
+    if is_script and not text.lstrip("\ufeff \t\r\n").startswith("{"):
+        notebook, more = percent_notebook(text, name)
+        return notebook, [*notes, *more]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        hint = " It looks like a Python script renamed to .ipynb." if _looks_like_python(text) else ""
+        if is_percent_script(text):
+            notebook, more = percent_notebook(text, name)
+            return notebook, [*notes, *more]
+        hint = " It looks like a Python script renamed to .ipynb." if _looks_like_python(text) and not is_script else ""
         raise InvalidSubmission(
-            f"{path.name} is not a Jupyter notebook: it is not valid JSON "
+            f"{name} is not a Jupyter notebook: it is not valid JSON "
             f"(line {error.lineno}, column {error.colno}).{hint} Save it from Jupyter as .ipynb."
         ) from None
+    except RecursionError:
+        raise InvalidSubmission(f"{name} is not a readable notebook: its JSON is nested too deeply. "
+                                "Save it from Jupyter as .ipynb.") from None
     del text
-    notebook, more = _to_notebook(data, path.name)
+    notebook, more = _to_notebook(data, name)
     return notebook, [*notes, *more]
+
+
+REPLACEMENT = "\ufffd"
+UTF8_REPLACED = "utf-8 (invalid bytes replaced)"
 
 
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
@@ -106,12 +130,21 @@ def decode(raw: bytes) -> tuple[str, str]:
                 return raw.decode(encoding), encoding
             except UnicodeDecodeError:
                 break
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1"), "latin-1"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # UTF-8 with a few bad bytes (a hostile or damaged file) keeps its real text readable; a
+    # Windows-1252 file (no valid multi-byte sequence at all) is read as such.
+    text = raw.decode("utf-8", errors="replace")
+    replaced = text.count(REPLACEMENT) - raw.count(REPLACEMENT.encode())
+    valid = sum(1 for char in text if char > "\x7f" and char != REPLACEMENT)
+    if valid and valid >= replaced:
+        return text, UTF8_REPLACED
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
 
 
 def _looks_like_python(text: str) -> bool:
@@ -127,16 +160,121 @@ def _to_notebook(data: object, name: str) -> tuple[NotebookNode, list[str]]:
         raise InvalidSubmission(
             f"{name} is JSON but not a Jupyter notebook (it has no cells). Submit the .ipynb file."
         )
+    notes = []
+    if needs_cleaning(data, lenient=True):
+        notes.append("Some text in the notebook held characters that cannot be saved or shown (NUL, control characters, "
+                     "unpaired surrogates) or was nested too deeply; they were replaced with \N{REPLACEMENT CHARACTER}.")
+    data = clean_data(data, lenient=True)  # every string from here on can be written as UTF-8, shown, and sent to a kernel
     if "cells" in data and not isinstance(data.get("nbformat"), int):
         data = {**data, "nbformat": 4, "nbformat_minor": data.get("nbformat_minor", 4)}
+    elif "cells" not in data and not isinstance(data.get("nbformat"), int):
+        data = {**data, "nbformat": 3, "nbformat_minor": 0}
+    version = data.get("nbformat")
     try:
-        notebook = nbformat.convert(nbformat.from_dict(data), 4)
+        notebook = nbformat.from_dict(data)
+        if version == 3:
+            from nbformat.v3.rwbase import rejoin_lines
+
+            notebook = rejoin_lines(notebook)  # v3 keeps sources and outputs as lists of lines
+        notebook = nbformat.convert(notebook, 4)
     except Exception as error:  # nbformat raises many kinds for malformed input
         raise InvalidSubmission(f"{name} is not a readable notebook: {_one_line(error)}") from None
+    if isinstance(version, int) and version < 4:
+        notes.append(f"The notebook is in the old nbformat {version} format (IPython Notebook before Jupyter 4); "
+                     "it was converted to nbformat 4 and graded.")
     notebook = normalise_cells(notebook)
     if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
         raise InvalidSubmission(f"{name} has no code: there is nothing to grade.")
-    return notebook, _language_notes(notebook, name)
+    return notebook, [*notes, *_language_notes(notebook, name)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Python scripts in the percent format (VS Code, Spyder, Jupytext)
+# ---------------------------------------------------------------------------------------------
+_PERCENT_MARKER = re.compile(r"^#\s?%%(?:[ \t](.*))?$")
+"""``# %%``, ``#%%``, ``# %% title [markdown] key="value"``; not ``# %%time`` (an escaped cell magic)."""
+_CELL_KIND = re.compile(r"\[(markdown|md|raw)\]")
+
+
+def is_percent_script(text: str) -> bool:
+    """Python text whose cells are marked with ``# %%`` lines."""
+    return any(_PERCENT_MARKER.match(line.rstrip()) for line in text.splitlines())
+
+
+def percent_notebook(text: str, name: str) -> tuple[NotebookNode, list[str]]:
+    """A script in the percent format as a notebook (the notes say so); any other script is refused, once."""
+    cells = parse_percent(text)
+    if cells is None:
+        raise InvalidSubmission(
+            f"{name} is a Python script, not a Jupyter notebook; only scripts whose cells start with `# %%` lines "
+            "(as VS Code and Jupytext write them) are graded as notebooks. Submit your .ipynb file "
+            "(File → Download → .ipynb)."
+        )
+    nb = nbformat.v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    })
+    for kind, source in cells:
+        maker = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell, "raw": nbformat.v4.new_raw_cell}[kind]
+        nb.cells.append(maker(source))
+    notebook, notes = _to_notebook(nb, name)
+    return notebook, [f"{name} is a Python script in the percent format (`# %%` cells); its {len(cells)} cells were "
+                      "graded as a notebook.", *notes]
+
+
+def parse_percent(text: str) -> list[tuple[str, str]] | None:
+    """(cell type, source) for each ``# %%`` cell of ``text``; None when it has no cell marker.
+
+    Text before the first marker is a code cell unless it is only comments (a Jupytext YAML header,
+    a module comment). Markdown cells are comment lines (``# ## 2A``) or one triple-quoted string.
+    """
+    lines = text.lstrip("\ufeff").splitlines()
+    starts = [i for i, line in enumerate(lines) if _PERCENT_MARKER.match(line.rstrip())]
+    if not starts:
+        return None
+    cells: list[tuple[str, str]] = []
+    head = _strip_blank(lines[: starts[0]])
+    if any(line.strip() and not line.lstrip().startswith("#") for line in head):
+        cells.append(("code", "\n".join(head)))
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(lines)
+        options = _PERCENT_MARKER.match(lines[start].rstrip()).group(1) or ""
+        kind = _CELL_KIND.search(options)
+        kind = {"md": "markdown"}.get(kind.group(1), kind.group(1)) if kind else "code"
+        body = _strip_blank(lines[start + 1 : end])
+        if kind != "code":
+            source = _markdown_source(body)
+        else:
+            source = "\n".join(body)
+        if source.strip():
+            cells.append((kind, source))
+    return cells
+
+
+def _strip_blank(lines: list[str]) -> list[str]:
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return lines[start:end]
+
+
+def _markdown_source(body: list[str]) -> str:
+    joined = "\n".join(body).strip()
+    for quote in ('"""', "'''"):
+        if len(joined) >= 6 and joined.startswith(quote) and joined.endswith(quote):
+            return joined[3:-3].strip("\n")
+    out = []
+    for line in body:
+        stripped = line.lstrip()
+        if stripped.startswith("# "):
+            out.append(stripped[2:])
+        elif stripped.startswith("#"):
+            out.append(stripped[1:])
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def normalise_cells(notebook: NotebookNode) -> NotebookNode:
