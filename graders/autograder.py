@@ -370,12 +370,22 @@ def read_config(path):
 
 def fallback_results(config, status, elapsed):
     try:
-        minutes = int(config.get("hard_limit_seconds", 0)) // 60
+        limit = int(config.get("hard_limit_seconds", 0))
     except (TypeError, ValueError):
-        minutes = 0
-    if status in ("124", "137"):
+        limit = 0
+    try:
+        seconds = float(elapsed)
+    except ValueError:
+        seconds = 0.0
+    seconds = seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+    if status == "124" or (status == "137" and (not seconds or seconds >= limit - 30)):
         message = ("Grading did not finish within the autograder's time limit (%d minutes): does a cell train for a very "
-                   "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit." % minutes)
+                   "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit."
+                   % (limit // 60))
+    elif status == "137":
+        message = ("The grader was killed while grading your notebook (exit status 137, usually the container running out "
+                   "of memory), so it scored 0. Make large arrays or models smaller if you have any; your instructor "
+                   "has the details.")
     else:
         message = ("The autograder itself failed while grading your notebook (exit status %s), so it scored 0. "
                    "This is not your mistake; your instructor has the details." % (status or "unknown"))
@@ -390,11 +400,6 @@ def fallback_results(config, status, elapsed):
         if points and math.isfinite(points):
             tests.append({"name": "%s \\u00b7 %s" % (pid, title), "score": 0.0, "max_score": points, "status": "failed",
                           "output": message, "visibility": "visible"})
-    try:
-        seconds = float(elapsed)
-    except ValueError:
-        seconds = 0.0
-    seconds = seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
     return {"score": 0.0, "execution_time": seconds, "output": message, "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests}
 

@@ -212,4 +212,6 @@ def render_class_summary(summary: ClassSummary) -> str:
 
 
 def write_class_summary(rows: list[GradebookRow], results: dict[str, GradingResult | None], path: Path, seed: int | None = None) -> None:
-    path.write_text(render_class_summary(build_class_summary(rows, results, path.parent, seed)), encoding="utf-8")
+    from graders.safetext import write_text_atomic
+
+    write_text_atomic(path, render_class_summary(build_class_summary(rows, results, path.parent, seed)))

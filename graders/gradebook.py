@@ -8,11 +8,13 @@ spreadsheet needs nothing else to compute percentages. ``status`` is one of :dat
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass, field
+import io
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
 from graders.result import GradingResult
+from graders.safetext import clean_value, write_text_atomic
 
 STATUSES = {
     "graded": "graded (whatever the score)",
@@ -41,6 +43,15 @@ class GradebookRow:
     status: str = "graded"
     seconds: float = 0.0
     host: str = ""
+
+    def __post_init__(self) -> None:
+        # Names and emails come from the student (Gradescope's metadata), ids from file names:
+        # clean them as results are cleaned (no lone surrogates, NULs or terminal escapes).
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            cleaned = clean_value(value, 1000)
+            if cleaned is not value:
+                object.__setattr__(self, spec.name, cleaned)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,13 +103,20 @@ def write_gradebook(rows: list[GradebookRow], path: Path) -> None:
     totals = {row.max_total for row in rows if row.part_max}
     header = ["id", "name", "email", "total", *columns, "status", "seconds", "host"]
     maxima = [MAX_ROW_ID, "", "", _number(max(totals)) if len(totals) == 1 else "", *(_number(m) for m in columns.values()), "", "", ""]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerow(maxima)
-        for row in sorted(rows, key=lambda r: r.id):
-            scores = [_part_cell(row, part_id) for part_id in columns]
-            writer.writerow([row.id, row.name, row.email, _number(row.total), *scores, row.status, f"{row.seconds:.1f}", row.host])
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(header)
+    writer.writerow(maxima)
+    for row in sorted(rows, key=lambda r: r.id):
+        scores = [_part_cell(row, part_id) for part_id in columns]
+        writer.writerow([_text_cell(row.id), _text_cell(row.name), _text_cell(row.email), _number(row.total), *scores,
+                         row.status, f"{row.seconds:.1f}", _text_cell(row.host)])
+    write_text_atomic(path, handle.getvalue())  # never half a gradebook, never through a planted symlink
+
+
+def _text_cell(text: str) -> str:
+    """A student's text as a spreadsheet shows it, never as a formula (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _part_cell(row: GradebookRow, part_id: str) -> str:
