@@ -13,8 +13,10 @@ The orchestrator, as a list of named steps (:func:`grade_batch`):
 4. grade the rest, each submission in a worker process (:mod:`graders.pool`) or on a Dask
    cluster (:mod:`graders.cluster`), into a staging folder that is moved to ``DIR/<id>/`` once
    complete — a worker that dies still gives its submission a row, marked ``crashed``;
-5. write ``DIR/gradebook.csv`` (:mod:`graders.gradebook`) and ``DIR/summary.html``
-   (:mod:`graders.class_summary`).
+5. write ``DIR/gradebook.csv`` (:mod:`graders.gradebook`), the similarity report
+   (``DIR/similarity.csv`` and side-by-side pages, :mod:`graders.similarity`: the submitted code,
+   compared across the class and with the ``--compare-with`` archives, here in the client so that a
+   Dask batch gets the same report) and ``DIR/summary.html`` (:mod:`graders.class_summary`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from graders.collect import BatchInputError, BatchItem, CollectedBatch, collect_submissions
 from graders.config import GradeConfig
@@ -37,6 +39,9 @@ from graders.gradebook import GradebookRow, row_from_result, write_gradebook
 from graders.pool import GradeTask, TaskOutcome, local_host, run_local
 from graders.progress import BatchProgress, format_duration
 from graders.result import GradingResult
+
+if TYPE_CHECKING:
+    from graders.similarity import SimilarityReport
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -65,6 +70,8 @@ class BatchResult:
     seconds: float
     kind: str
     """``folder``, ``zip``, ``gradescope`` or ``gradescope-zip``."""
+    similar_pairs: int = 0
+    """Pairs of alike notebooks listed in ``similarity.csv``."""
 
     @property
     def gradebook(self) -> Path:
@@ -153,26 +160,45 @@ def grade_batch(
     cluster_workers: int = 2,
     stream: TextIO | None = None,
     tty: bool | None = None,
+    compare_with: Sequence[Path] = (),
 ) -> BatchResult:
-    """Grade every submission under ``source`` into ``out_dir``; see the module docstring."""
+    """Grade every submission under ``source`` into ``out_dir``; see the module docstring.
+
+    ``compare_with`` are archives (folders, zips, exports of earlier years' or published notebooks)
+    that the similarity report compares the submissions with; they are collected before grading
+    starts, so that a wrong path stops the batch at once rather than after it.
+    """
     started = time.monotonic()
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise BatchUsageError(f"-j/--jobs must be at least 1 (got {jobs})")
     out_dir.mkdir(parents=True, exist_ok=True)
     collected = collect_submissions(source, exclude=out_dir)
+    archives: list[tuple[Path, CollectedBatch]] = []
     try:
+        archives.extend((path, collect_archive(path, out_dir)) for path in compare_with)
         manifest = Manifest.load(out_dir)
         config = replace(config, seed=batch_seed(config, manifest), limits=config.limits.scaled_for_workers(workers))
         manifest.seed = config.seed
         run = BatchRun(collected, out_dir, config, manifest, force)
+        run.archives = [(path, archive.items) for path, archive in archives]
         run.grade(workers, scheduler, cluster, cluster_workers, BatchProgress(len(collected.items), 0, stream, tty))
         run.write_outputs()
     finally:
         collected.cleanup()
+        for _, archive in archives:
+            archive.cleanup()
         shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
     return BatchResult(out_dir, run.ordered_rows(), run.graded, run.skipped, config.seed or 0,
-                       round(time.monotonic() - started, 2), collected.kind)
+                       round(time.monotonic() - started, 2), collected.kind, run.similar_pairs)
+
+
+def collect_archive(path: Path, out_dir: Path) -> CollectedBatch:
+    """The notebooks of one ``--compare-with`` archive (folder, zip or export); BatchInputError when it has none."""
+    try:
+        return collect_submissions(path, exclude=out_dir)
+    except BatchInputError as error:
+        raise BatchInputError(f"--compare-with {error}") from None
 
 
 class BatchRun:
@@ -187,6 +213,9 @@ class BatchRun:
         self.rows: dict[str, GradebookRow] = {}
         self.graded = 0
         self.progress = BatchProgress(0)
+        self.archives: list[tuple[Path, list[BatchItem]]] = []
+        """The ``--compare-with`` archives: each path and the notebooks collected from it."""
+        self.similar_pairs = 0
         self.todo = [item for item in collected.items if force or not manifest.is_current(item, self.key, out_dir)]
         self.skipped = len(collected.items) - len(self.todo)
         todo_ids = {item.id for item in self.todo}
@@ -266,13 +295,26 @@ class BatchRun:
         return [self.rows[item_id] for item_id in self.items if item_id in self.rows]
 
     def write_outputs(self) -> None:
-        """gradebook.csv and summary.html over every submission of the input (graded now or before)."""
+        """gradebook.csv, the similarity report and summary.html over every submission of the input (graded now or before)."""
         from graders.class_summary import write_class_summary
 
         rows = self.ordered_rows()
         write_gradebook(rows, self.out_dir / GRADEBOOK_NAME)
         results = {row.id: load_result(self.out_dir / row.id) for row in rows}
-        write_class_summary(rows, results, self.out_dir / SUMMARY_NAME, seed=self.config.seed)
+        similarity = self.write_similarity(results)
+        write_class_summary(rows, results, self.out_dir / SUMMARY_NAME, seed=self.config.seed, similarity=similarity)
+
+    def write_similarity(self, results: dict[str, GradingResult | None]) -> SimilarityReport | str:
+        """similarity.csv and the side-by-side pages: the report, or why it could not be made (the grades stand)."""
+        from graders.similarity import batch_similarity
+
+        assignments = {item_id: result.assignment for item_id, result in results.items() if result is not None and result.assignment}
+        try:
+            report = batch_similarity(list(self.items.values()), assignments, self.out_dir, self.archives)
+        except Exception as error:  # noqa: BLE001 - hours of grading still get their gradebook and summary
+            return f"The similarity report could not be made: {type(error).__name__}: {error}"
+        self.similar_pairs = len(report.pairs)
+        return report
 
 
 # ----------------------------------------------------------------------------- results made by the batch
@@ -342,7 +384,8 @@ def run_batch_cli(path: Path, args: argparse.Namespace, config: GradeConfig) -> 
     scheduler = getattr(args, "scheduler", None) or (os.environ.get("DASK_SCHEDULER_ADDRESS") if not getattr(args, "cluster", None) else None)
     try:
         result = grade_batch(path, out_dir, config, getattr(args, "jobs", None), getattr(args, "force", False), scheduler,
-                             cluster=getattr(args, "cluster", None), cluster_workers=getattr(args, "workers", 2) or 2)
+                             cluster=getattr(args, "cluster", None), cluster_workers=getattr(args, "workers", 2) or 2,
+                             compare_with=tuple(getattr(args, "compare_with", None) or ()))
     except (BatchInputError, BatchUsageError) as error:
         print(f"grade: error: {error}", file=sys.stderr)
         return 2
@@ -361,6 +404,8 @@ def format_batch_result(result: BatchResult) -> str:
         f"  mean {mean:.1f} / {maximum:g} over {len(graded)} graded",
     ]
     lines.extend(f"  ! {row.id}: {row.status}" for row in problems[:20])
+    lines.append(f"  similarity: {result.similar_pairs} pair(s) of alike notebooks in {result.out_dir / 'similarity.csv'}"
+                 " (evidence for a person to weigh, never a verdict)")
     lines.append(f"  written: {result.gradebook}, {result.summary}, and one folder per submission in {result.out_dir}")
     return "\n".join(lines)
 

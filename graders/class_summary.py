@@ -13,14 +13,20 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graders.checks import Outcome
 from graders.gradebook import STATUSES, GradebookRow
 from graders.result import GradingResult
 
+if TYPE_CHECKING:
+    from graders.similarity import SimilarityReport
+
 HISTOGRAM_BINS = 10
 TOP_MISTAKES = 15
 TOP_SLOWEST = 10
+TOP_SIMILAR = 20
+"""Pairs of alike notebooks listed on the page (similarity.csv has them all)."""
 FAILING_FRACTION = 0.5
 """A graded submission below this fraction of the maximum is listed among the failing ones."""
 SVG_WIDTH, SVG_HEIGHT, SVG_MARGIN = 560, 180, 24
@@ -98,9 +104,16 @@ class ClassSummary:
     failing: list[ListedSubmission] = field(default_factory=list)
     everyone: list[ListedSubmission] = field(default_factory=list)
     status_meanings: dict[str, str] = field(default_factory=dict)
+    similarity: SimilarityReport | None = None
+    """The batch's similarity report (None when none was made)."""
+    similarity_note: str = ""
+    """Why there is no similarity report, when it failed."""
+    top_similar: int = TOP_SIMILAR
 
 
-def build_class_summary(rows: list[GradebookRow], results: dict[str, GradingResult | None], out_dir: Path, seed: int | None = None) -> ClassSummary:
+def build_class_summary(rows: list[GradebookRow], results: dict[str, GradingResult | None], out_dir: Path, seed: int | None = None,
+                        similarity: SimilarityReport | str | None = None) -> ClassSummary:
+    """The page's content; ``similarity`` is the batch's similarity report, or why it could not be made."""
     listed = {row.id: listed_submission(row, results.get(row.id), out_dir) for row in rows}
     summary = ClassSummary(
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -111,6 +124,8 @@ def build_class_summary(rows: list[GradebookRow], results: dict[str, GradingResu
         failing=[listed[r.id] for r in rows if is_failing(r)],
         everyone=[listed[r.id] for r in rows],
         status_meanings=STATUSES,
+        similarity=None if isinstance(similarity, str) else similarity,
+        similarity_note=similarity if isinstance(similarity, str) else "",
     )
     for assignment in dict.fromkeys(row.assignment for row in rows if row.part_max):
         members = [row for row in rows if row.assignment == assignment]
@@ -211,7 +226,8 @@ def render_class_summary(summary: ClassSummary) -> str:
     return environment.get_template("class_summary.html.j2").render(s=summary, svg=(SVG_WIDTH, SVG_HEIGHT, SVG_MARGIN))
 
 
-def write_class_summary(rows: list[GradebookRow], results: dict[str, GradingResult | None], path: Path, seed: int | None = None) -> None:
+def write_class_summary(rows: list[GradebookRow], results: dict[str, GradingResult | None], path: Path, seed: int | None = None,
+                        similarity: SimilarityReport | str | None = None) -> None:
     from graders.safetext import write_text_atomic
 
-    write_text_atomic(path, render_class_summary(build_class_summary(rows, results, path.parent, seed)))
+    write_text_atomic(path, render_class_summary(build_class_summary(rows, results, path.parent, seed, similarity)))

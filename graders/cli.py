@@ -43,6 +43,9 @@ def grade_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler", help="batch: grade on a Dask cluster at this address (also $DASK_SCHEDULER_ADDRESS)")
     parser.add_argument("--cluster", choices=("slurm",), help="batch: start a Dask cluster with dask-jobqueue")
     parser.add_argument("--workers", type=int, default=2, help="batch: workers to start with --cluster")
+    parser.add_argument("--compare-with", action="append", type=Path, metavar="FOLDER",
+                        help="batch: also compare the notebooks with this archive (earlier years, notebooks found online; "
+                             "a folder, zip or export; repeatable) in the similarity report")
     return parser
 
 

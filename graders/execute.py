@@ -741,8 +741,8 @@ class KernelSession:
         anon_kb = sum(read_anon_kb(pid) for pid in pids) + disk_kb  # the sandbox's files live in RAM (tmpfs)
         self.peak_rss_kb = max(self.peak_rss_kb, anon_kb)
         if anon_kb > self.limits.memory_mb * 1024:
-            self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory "
-                      f"(files it wrote included: {disk_kb // 1024} MB) and was stopped")
+            files = f" (with {disk_kb // 1024} MB of files it wrote)" if disk_kb >= 1024 else ""
+            self.kill(f"the kernel used more than {self.limits.memory_mb} MB of memory{files} and was stopped")
 
     def view_root(self) -> str | None:
         """Where the grader reaches the sandbox's files: the launcher's root in the new root, else ``/``."""

@@ -36,13 +36,17 @@ def safe_name(name: str) -> bool:
     return bool(_SAFE_NAME.match(name)) and ".." not in name
 
 
-def open_directory(start: str | Path, parts: tuple[str, ...] = ()) -> int:
+def open_directory(start: str | Path | int, parts: tuple[str, ...] = ()) -> int:
     """A file descriptor for ``start/parts…``, following no link on the way below ``start``.
 
-    ``start`` is a directory the grader trusts (its own folder, or ``/proc/PID/root`` of the
-    sandbox's launcher); every component under it is opened with ``O_NOFOLLOW``.
+    ``start`` is a directory the grader trusts (its own folder, ``/proc/PID/root`` of the sandbox's
+    launcher, or an open descriptor of one, left open); every component under it is opened with
+    ``O_NOFOLLOW``.
     """
-    fd = os.open(start, _DIRECTORY_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
+    if isinstance(start, int):
+        fd = os.dup(start)
+    else:
+        fd = os.open(start, _DIRECTORY_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
     try:
         for part in parts:
             if not part or part in (".", "..") or "/" in part:

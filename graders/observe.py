@@ -144,33 +144,46 @@ class Exchange:
     """One observation's folders: hidden inputs the grader hands over, and results the probes write.
 
     ``inputs`` is the grader's folder (read-only to the kernel). ``outputs`` holds a folder per part
-    that the kernel's uid may write; the grader creates it, and reads it back, walking from
-    ``view_root`` (the sandbox's root as the launcher sees it) with :mod:`graders.hostfs`: no link,
-    device, FIFO or oversized file the notebook planted is followed or loaded.
+    that the kernel's uid may write; it lives in the running kernel's own filesystem (its tmpfs, in
+    the new root), so the grader creates it, and reads it back, walking from that kernel's root
+    (``/proc/LAUNCHER/root``) with :mod:`graders.hostfs`: no link, device, FIFO or oversized file the
+    notebook planted is followed or loaded. After a restart the next kernel gets its own.
     """
 
+    session: KernelSession
     inputs: Path
     outputs: Path
-    view_root: str
-    uid: int | None
     limits: ReadLimits = ReadLimits()
 
     @classmethod
     def create(cls, session: KernelSession) -> "Exchange":
         workspace = session.workspace
         number = str(workspace.new_exchange_number())
-        exchange = cls(workspace.sandbox_root / "inputs" / number, workspace.sandbox_root / "out" / number,
-                       session.view_root() or "/", workspace.uid if session.sandbox else None)
-        for parent in (open_directory(exchange.inputs.parent), exchange._outputs_fd(parent=True)):
-            try:
-                os.close(make_directory(parent, number, 0o755))
-            finally:
-                os.close(parent)
+        exchange = cls(session, workspace.sandbox_root / "inputs" / number, workspace.sandbox_root / "out" / number)
+        parent = open_directory(exchange.inputs.parent)
+        try:
+            os.close(make_directory(parent, number, 0o755))
+        finally:
+            os.close(parent)
         return exchange
 
-    def _outputs_fd(self, parent: bool = False) -> int:
-        folder = self.outputs.parent if parent else self.outputs
-        return open_directory(self.view_root, folder.parts[1:])
+    @property
+    def uid(self) -> int | None:
+        return self.session.workspace.uid if self.session.sandbox else None
+
+    def _outputs_fd(self) -> int:
+        """The outputs folder in the running kernel's filesystem (made on first use there)."""
+        view = self.session.view_root()
+        if view is None:
+            raise FileNotFoundError("no kernel is running")
+        parent = open_directory(view, self.outputs.parent.parts[1:])
+        try:
+            try:
+                return open_directory(parent, (self.outputs.name,))
+            except FileNotFoundError:
+                return make_directory(parent, self.outputs.name, 0o755)
+        finally:
+            os.close(parent)
 
     def part_inputs(self, part: str, inputs: dict[str, Any]) -> Path:
         write_inputs(self.inputs / part, inputs)
@@ -187,9 +200,15 @@ class Exchange:
 
     def read(self, part: str) -> tuple[dict[str, Any] | None, dict[str, np.ndarray], list[str]]:
         try:
-            fd = open_directory(self.view_root, (*self.outputs.parts[1:], part))
+            folder = self._outputs_fd()
         except OSError:
             return None, {}, []
+        try:
+            fd = open_directory(folder, (part,))
+        except OSError:
+            return None, {}, []
+        finally:
+            os.close(folder)
         try:
             return read_probe_output(fd, self.limits, self.uid)
         finally:

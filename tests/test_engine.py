@@ -30,7 +30,8 @@ from graders.execute import (
     processes_of,
     text_size,
 )
-from graders.observe import PartObservation, _read_json
+from graders.hostfs import ReadLimits
+from graders.observe import read_part_directory
 from graders.sandbox import SandboxSpec, is_root
 from graders.submission import InvalidSubmission, decode, load_submission, neutralise_source
 from tests.conftest import REPO, make_notebook, write_notebook
@@ -158,16 +159,18 @@ def test_output_tail_keeps_only_the_last_bytes():
 # ---------------------------------------------------------------------------------------------
 # Observe: only data comes back
 # ---------------------------------------------------------------------------------------------
-def test_pickled_and_oversized_files_are_not_read(tmp_path, monkeypatch):
+def test_pickled_and_oversized_files_are_not_read(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(tmp_path / "plain.npy", np.arange(3.0))
-    obs = PartObservation("2A", {"arrays": ["objects", "plain", "missing"]}, tmp_path)
+    (tmp_path / "values.json").write_text(json.dumps({"arrays": ["objects", "plain", "missing"]}))
+    obs = read_part_directory("2A", tmp_path)
     assert obs.array("objects") is None and obs.array("missing") is None
     assert obs.array("plain").tolist() == [0.0, 1.0, 2.0]
-    monkeypatch.setattr("graders.observe.MAX_ARRAY_FILE_BYTES", 10)
-    assert obs.array("plain") is None
+    assert "objects" in obs.problem
+    small = read_part_directory("2A", tmp_path, ReadLimits(array_bytes=10))
+    assert small.array("plain") is None
     (tmp_path / "values.json").write_text('["not", "a", "dict"]')
-    assert _read_json(tmp_path / "values.json") is None
+    assert read_part_directory("2A", tmp_path).status == "error"
 
 
 # ---------------------------------------------------------------------------------------------
