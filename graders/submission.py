@@ -214,6 +214,9 @@ def percent_notebook(text: str, name: str) -> tuple[NotebookNode, list[str]]:
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
     })
+    assignment = _header_assignment(text)
+    if assignment:
+        nb.metadata["nbgrade"] = {"assignment": assignment}
     for kind, source in cells:
         maker = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell, "raw": nbformat.v4.new_raw_cell}[kind]
         nb.cells.append(maker(source))
@@ -249,6 +252,28 @@ def parse_percent(text: str) -> list[tuple[str, str]] | None:
         if source.strip():
             cells.append((kind, source))
     return cells
+
+
+def _header_assignment(text: str) -> str | None:
+    """``nbgrade.assignment`` from a Jupytext YAML header (``# ---`` … ``# ---``), when the template's metadata was kept."""
+    lines = text.lstrip("\ufeff").splitlines()[:200]
+    if not lines or lines[0].rstrip() != "# ---":
+        return None
+    try:
+        end = next(i for i, line in enumerate(lines[1:], 1) if line.rstrip() == "# ---")
+    except StopIteration:
+        return None
+    header = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines[1:end])
+    if len(header) > 20_000:
+        return None
+    try:
+        import yaml
+
+        data = yaml.safe_load(header)
+        assignment = data["jupyter"]["nbgrade"]["assignment"]  # only this one value is read: no walk of hostile YAML
+    except Exception:  # noqa: BLE001 - no header, not YAML, no such key: detected from the names instead
+        return None
+    return assignment if isinstance(assignment, str) and len(assignment) < 100 else None
 
 
 def _strip_blank(lines: list[str]) -> list[str]:
