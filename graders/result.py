@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from graders.checks import CheckResult, Outcome
-from graders.safetext import clean_value, write_json_atomic
+from graders.safetext import clean_text, clean_value, write_json_atomic
 
 MAX_RESULT_TEXT = 50_000
 """Longest string kept in a result (tracebacks, messages, written answers); longer ones are cut with a note."""
+MAX_NAMES, MAX_NAME = 2000, 200
+"""At most this many of the student's defined names are kept, each cut to this many characters."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class GradingResult:
         # The one choke point for text that came from the notebook or the kernel (names, messages,
         # tracebacks, file names): whatever builds a result, every file and table made from it can
         # be written (no lone surrogates, no NUL or terminal escapes, no string over MAX_RESULT_TEXT).
+        names = self.defined_names
+        if len(names) > MAX_NAMES or any(not isinstance(n, str) or len(n) > MAX_NAME for n in names):
+            object.__setattr__(self, "defined_names", tuple(clean_text(n, MAX_NAME) for n in names[:MAX_NAMES]))
         for spec in fields(self):
             value = getattr(self, spec.name)
             cleaned = clean_value(value, MAX_RESULT_TEXT)

@@ -290,7 +290,7 @@ def test_grade_on_a_file_that_is_not_a_notebook_exits_0_with_a_zero(tmp_path):
     assert cli.main([str(path), "--assignment", "csci145-ps6", "--no-report"]) == 0
     data = valid_results(tmp_path / "essay.graded")
     assert data["score"] == 0 and "not a Jupyter notebook" in data["output"]
-    assert all("not a Jupyter notebook" in test["output"] for test in data["tests"])
+    assert all("Not graded" in test["output"] and "not a Jupyter notebook" not in test["output"] for test in data["tests"])
 
 
 def test_grade_on_a_missing_file_exits_2_with_one_line(tmp_path, capsys):

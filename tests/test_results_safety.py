@@ -107,7 +107,8 @@ def test_a_result_built_anywhere_is_clean_and_every_file_made_from_it_is_valid(t
                         detail=HOSTILE)
     hostile_part = replace(part, checks=(check, *part.checks[1:]), warnings=(HOSTILE,), answer_markdown=HOSTILE,
                            graded_objects=(GradedObject("x", "bad\ud800name", "alias", HOSTILE),))
-    result = replace(base, parts=(hostile_part, *base.parts[1:]), defined_names=(HOSTILE,) * 10, status="graded")
+    result = replace(base, parts=(hostile_part, *base.parts[1:]), defined_names=(HOSTILE * 100,) * 10_000, status="graded")
+    assert len(result.defined_names) == 2000 and all(len(n) <= 200 for n in result.defined_names)
     assert result.submission == f"sub{REPLACEMENT}{REPLACEMENT}.ipynb"
     assert len(result.messages[0]) <= 50_000 and result.parts[0].checks[0].got.endswith("(truncated)")
     out = tmp_path / "out"
