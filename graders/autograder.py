@@ -25,7 +25,6 @@ temporary directory), ``NBGRADE_PYTHON`` the virtual environment's Python.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import hashlib
@@ -35,14 +34,13 @@ import re
 import sys
 import tempfile
 import time
-import traceback
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders.bundle import Distribution, harness_distribution, package_files
 from graders.config import GradeConfig, Limits
-from graders.rubrics import ASSIGNMENT_IDS, get_assignment
+from graders.rubrics import get_assignment
 
 VENV = "/opt/nbgrade-venv"
 """Where setup.sh creates the virtual environment (outside /autograder, so hiding that hides no Python)."""
@@ -62,28 +60,47 @@ GRADER_RESERVE_MB = 200
 """Container memory left to the grader process (and the page cache) beside the kernel."""
 
 
+GRADESCOPE_DEFAULT_CPU = 0.5
+MEASURED_BY = "benchmarks/gradescope_memory.py"
+"""The script that measured each budget's reference run: the autograder in a cgroup with Gradescope's limits."""
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """The reference notebook graded by this autograder in a cgroup limited like a default Gradescope container."""
+
+    limit_mb: int
+    """The cgroup's memory limit (Gradescope's default: 768 MB)."""
+    cpu: float
+    """The cgroup's CPU share (Gradescope's default: 0.5)."""
+    peak_mb: int
+    """The cgroup's peak charge (``memory.max_usage_in_bytes``): grader, kernel and page cache together."""
+    seconds: float
+    """Wall time of the whole run (kernel start, the notebook, observation, judging)."""
+
+
 @dataclass(frozen=True)
 class AutograderBudget:
     """What one assignment's grading needs on Gradescope (0.5 CPU by default)."""
 
     notebook_seconds: float
-    """All the student's cells together (about 5x the reference notebook at 0.5 CPU)."""
+    """All the student's cells together (several times the reference notebook at 0.5 CPU)."""
     cell_seconds: float
     probe_seconds: float
     """The grader's observation of one part inside the kernel."""
     container_memory_mb: int
-    """The Gradescope memory setting the reference notebook fits in."""
+    """The Gradescope memory setting the reference notebook was measured to fit in."""
+    measured: ReferenceRun
+    """The measurement behind ``container_memory_mb`` (rerun :data:`MEASURED_BY` after changing the assignment)."""
     memory_reason: str = ""
     """Why the assignment needs more than Gradescope's default, when it does."""
 
 
 BUDGETS: dict[str, AutograderBudget] = {
-    "csci145-ps6": AutograderBudget(
-        notebook_seconds=300, cell_seconds=150, probe_seconds=20, container_memory_mb=1536,
-        memory_reason="1D asks how the two models scale with n; a timing experiment up to n = 4000 (as in the "
-                      "reference) holds several 4000×4000 float64 kernel matrices at once, about 1.1 GB in the kernel",
-    ),
-    "ece685d-hw2": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=45, container_memory_mb=768),
+    "csci145-ps6": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=20, container_memory_mb=768,
+                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=639, seconds=36)),
+    "ece685d-hw2": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=45, container_memory_mb=768,
+                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=600, seconds=30)),
 }
 
 
@@ -243,10 +260,11 @@ chmod 700 "$SOURCE"
 rm -f "$RESULTS/results.json"
 LOG="$(mktemp)"
 START=$SECONDS
-timeout --kill-after=15 "$HARD_LIMIT" "$PYTHON" -m graders.autograder run --root "$ROOT" --config "$SOURCE/{CONFIG_FILE}" 2>&1 | tee "$LOG"
+cd /  # -I and a folder no submission writes: Python imports nothing the student uploaded
+timeout --kill-after=15 "$HARD_LIMIT" "$PYTHON" -I -m graders.autograder run --root "$ROOT" --config "$SOURCE/{CONFIG_FILE}" 2>&1 | tee "$LOG"
 STATUS=${{PIPESTATUS[0]}}
 ARGS=(--results "$RESULTS/results.json" --config "$SOURCE/{CONFIG_FILE}" --status "$STATUS" --log "$LOG" --elapsed $((SECONDS - START)))
-if ! python3 "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}" && ! "$PYTHON" "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}"; then
+if ! python3 -I "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}" && ! "$PYTHON" -I "$SOURCE/{FALLBACK_FILE}" "${{ARGS[@]}}"; then
   rm -f "$RESULTS/results.json"
   echo '{{"score": 0, "execution_time": 0, "output": "The autograder failed before it could grade your notebook; your instructor has the details.", "stdout_visibility": "hidden", "tests": []}}' > "$RESULTS/results.json"
 fi
@@ -439,10 +457,14 @@ if __name__ == "__main__":
 
 def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
     memory = config.container_memory_mb
-    memory_line = (f"**Memory: {memory / 1024:g} GB** (Gradescope's default is 768 MB): {config.memory_reason}. To keep 768 MB, "
-                   f"rebuild with `--memory-mb 768`: the grader then stops such a kernel itself and re-runs the notebook "
-                   "without that cell (still graded, with a note to the student) instead of Gradescope killing the run."
-                   if memory > GRADESCOPE_DEFAULT_MEMORY_MB else "Memory: Gradescope's default (768 MB) is enough.")
+    measured = measured_sentence(config.assignment)
+    memory_line = (f"**Memory: {memory} MB** (Gradescope's default is {GRADESCOPE_DEFAULT_MEMORY_MB} MB)"
+                   + (f": {config.memory_reason}" if config.memory_reason else "")
+                   + f"; {measured}."
+                   if memory != GRADESCOPE_DEFAULT_MEMORY_MB else
+                   f"**Memory: {memory} MB**, Gradescope's default: {measured} ({MEASURED_BY}). A notebook that "
+                   f"needs more is stopped by the grader itself at {config.limits.memory_mb} MB and re-run without the "
+                   "cell that needed it (still graded, with a note to the student) instead of Gradescope killing the run.")
     return f"""# Gradescope autograder: {config.title} (`{config.assignment}`)
 
 ## Upload
@@ -456,7 +478,7 @@ def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> st
    * **Autograder timeout: {config.timeout_minutes} minutes** (this zip's own hard limit is
      {config.hard_limit_seconds} s: past it the submission gets a 0 with a message).
    * {memory_line}
-   * CPU: the default 0.5 CPU is enough (the kernel uses one thread).
+   * **CPU: {GRADESCOPE_DEFAULT_CPU:g}**, Gradescope's default, is enough (the kernel uses one thread).
 4. *Test Autograder* with the reference notebook: it must score full marks.
 
 Students upload their notebook (`{config.template_name}`, any name works): `run_autograder`
@@ -526,10 +548,17 @@ class ChosenNotebook:
 
 
 def submitted_files(directory: Path) -> list[Path]:
+    """The student's regular files: a symlink (say, to the reference notebook the autograder holds) is never one."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.rglob("*") if p.is_file()
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not _through_link(directory, p)
                   and not any(part in IGNORED_NAMES or part.startswith(".") for part in p.relative_to(directory).parts))
+
+
+def _through_link(directory: Path, path: Path) -> bool:
+    """Whether ``path`` or a folder between ``directory`` and it is a symbolic link."""
+    relative = path.relative_to(directory)
+    return any((directory / Path(*relative.parts[: depth + 1])).is_symlink() for depth in range(len(relative.parts)))
 
 
 def looks_like_notebook(path: Path) -> bool:
@@ -673,43 +702,7 @@ def print_instructor_summary(result, choice: ChosenNotebook) -> None:
         print("harness detail:\n" + result.instructor_detail[-6000:])
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m graders.autograder run")
-    parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
-    parser.add_argument("--config", type=Path, required=True)
-    args = parser.parse_args(argv)
-    config = AutograderConfig.from_json(args.config.read_text())
-    try:
-        run_autograder(args.root, config)
-    except Exception:  # noqa: BLE001 - run_autograder's fallback writer turns this into a valid 0
-        traceback.print_exc()
-        return 1
-    return 0
+if __name__ == "__main__":  # what run_autograder calls; parsed with the rest of the command line
+    from graders.cli import autograder_main
 
-
-# ---------------------------------------------------------------------------------------------
-# Command line: `grade gradescope ASSIGNMENT -o autograder.zip`
-# ---------------------------------------------------------------------------------------------
-def cli(argv: list[str]) -> int:
-    if argv[:1] == ["run"]:
-        return run_cli(argv[1:])
-    parser = argparse.ArgumentParser(prog="grade gradescope", description="Build the Gradescope autograder zip.")
-    parser.add_argument("assignment", choices=ASSIGNMENT_IDS)
-    parser.add_argument("-o", "--out", type=Path, required=True, help="the zip to write (autograder.zip)")
-    parser.add_argument("--timeout-minutes", type=int, help=f"Gradescope's autograder timeout (default {GRADESCOPE_DEFAULT_TIMEOUT_MINUTES})")
-    parser.add_argument("--memory-mb", type=int, help="Gradescope's container memory (default: what the assignment needs)")
-    args = parser.parse_args(argv)
-    try:
-        target = build_zip(args.assignment, args.out, args.timeout_minutes, args.memory_mb)
-    except (ValueError, ModuleNotFoundError) as error:
-        print(f"grade gradescope: error: {error}", file=sys.stderr)
-        return 2
-    config = autograder_config(args.assignment, args.timeout_minutes, args.memory_mb)
-    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB)")
-    print(f"Gradescope settings: timeout {config.timeout_minutes} min, memory {config.container_memory_mb} MB, "
-          "base image Ubuntu 22.04; see README.md in the zip")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))
+    sys.exit(autograder_main(sys.argv[1:]))

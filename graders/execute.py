@@ -38,7 +38,7 @@ from nbformat import NotebookNode
 
 from graders.config import Limits
 from graders.kernel import kernel_source
-from graders.sandbox import SANDBOX_UID_BASE, SandboxSpec, is_root, path_reachable_by_others
+from graders.sandbox import SANDBOX_UID_BASE, SandboxSpec, is_root, isolated_python, path_reachable_by_others
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TIMEOUT_ENAME = "CellTimeoutError"
@@ -652,9 +652,9 @@ class KernelSession:
         if self.sandbox:
             spec_path = self.workspace.private / "sandbox.json"
             self._sandbox_spec().write(spec_path)
-            # -I: the launcher runs as root (or as the instructor) before it confines anything, so it
-            # must import nothing from its current folder, PYTHONPATH or the user's site-packages.
-            argv = [sys.executable, "-I", "-m", "graders.sandbox", str(spec_path), "--", *kernel]
+            # The launcher runs as root (or as the instructor) before it confines anything: it must
+            # import nothing from its current folder, PYTHONPATH or the user's site-packages.
+            argv = [*isolated_python("graders.sandbox"), str(spec_path), "--", *kernel]
         (spec_dir / "kernel.json").write_text(
             json.dumps({"argv": argv, "display_name": "nbgrade", "language": "python", "env": self._kernel_env()})
         )

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from graders.config import GradeConfig, Limits
+from graders.sandbox import isolated_python
 
 MAX_TASKS_PER_WORKER = 25
 """Submissions one worker grades before it is replaced by a fresh process."""
@@ -120,7 +121,7 @@ class GradingWorker:
         """Start the process and wait until it has imported the grader (raises when it cannot)."""
         self._log = self.log_path.open("ab") if self.log_path else None
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "graders.pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            isolated_python("graders.pool"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log or subprocess.DEVNULL, env=worker_environment(self.config.limits.threads),
             start_new_session=True,
         )
@@ -211,15 +212,13 @@ def kill_tree(pid: int) -> None:
 
 
 def worker_environment(threads: int) -> dict[str, str]:
-    """The worker's environment: BLAS/torch threads capped, and the grader importable."""
+    """The worker's environment: BLAS/torch threads capped (the grader is found by :func:`isolated_python`)."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NBGRADE_THREADS"):
         env[name] = str(threads)
     # Kernels inherit this. OpenMP's default spin-waiting made a 2-thread kernel (-j 1 on 2 cores)
     # 7× slower under other load (4 csci145 notebooks: 410 s, against 67 s passive and 61 s with 1 thread).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -105,6 +105,20 @@ class SandboxReport:
     notes: list[str] = field(default_factory=list)
 
 
+def isolated_python(module: str) -> list[str]:
+    """The command that runs ``module`` with this Python, importing nothing from the current folder.
+
+    For every process the grader starts outside the sandbox (this launcher, batch workers): ``-I``
+    drops the current folder, ``PYTHONPATH`` and the user's site-packages from the import path, and
+    only the folder this harness is installed in is added back, so a package a notebook planted
+    where the process starts can never be imported by it (as root, or as the instructor).
+    """
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path.insert(0, {package_root!r}); import runpy; "
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-I", "-c", code]
+
+
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
