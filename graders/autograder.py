@@ -691,7 +691,10 @@ def write_results(data: dict, path: Path) -> None:
 
 def print_instructor_summary(result, choice: ChosenNotebook) -> None:
     """To stdout, which Gradescope shows to instructors only: the score, each failure and its detail."""
-    print(f"{result.assignment} {choice.path.name if choice.path else '(no notebook)'}: {result.score:g}/{result.max_score:g} "
+    from graders.safetext import clean_text  # a file name may hold any byte; the result's own text is clean already
+
+    name = clean_text(choice.path.name) if choice.path else "(no notebook)"
+    print(f"{result.assignment} {name}: {result.score:g}/{result.max_score:g} "
           f"(seed {result.seed}, {result.duration:.1f} s, status {result.status})")
     for check in result.checks:
         if not check.passed:

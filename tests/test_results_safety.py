@@ -275,6 +275,22 @@ def test_the_gradescope_autograder_picks_a_percent_script_and_explains_a_plain_o
     assert choice.path == submission / "hw6.py" and "percent format" in choice.message
 
 
+def test_hostile_file_names_in_a_gradescope_submission_give_valid_results(tmp_path, capsys):
+    from graders.autograder import run_autograder
+
+    root = tmp_path / "autograder"
+    submission = root / "submission"
+    submission.mkdir(parents=True)
+    (submission / os.fsdecode(b"hw\xff\x1b[2J.ipynb")).write_bytes(b"not json \x00 \xff")
+    (submission / os.fsdecode(b"notes\xfe\x00.txt".replace(b"\x00", b""))).write_text("hello")
+    data = run_autograder(root, autograder_config("csci145-ps6"))
+    written = valid_results(root / "results" / "results.json")
+    assert written["score"] == data["score"] == 0 and "not valid JSON" in written["output"]
+    assert "hw\ufffd\ufffd[2J.ipynb" in written["output"] and written["output"].count("not valid JSON") == 1
+    stdout = capsys.readouterr().out
+    assert "\x1b" not in stdout and "hw" in stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # The Gradescope fallback (standard library only)
 # ---------------------------------------------------------------------------------------------
