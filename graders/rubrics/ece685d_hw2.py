@@ -1007,6 +1007,19 @@ def loss_decreases_for_each_method(ctx: JudgeContext) -> None:
             fail(f"histories['{method}']['loss'] goes from {loss[0]:.4g} to {loss[-1]:.4g}; it should decrease.",
                  mistake=("the update climbs the loss: gradient ascent instead of descent (w ← w − η∇L with ∇L = Xᵀ(σ(Xw) − y); "
                           "check the sign of the log-likelihood)") if loss[-1] > loss[0] else None)
+    _warn_if_convergence_doubtful(ctx, _histories(ctx))
+
+
+def _warn_if_convergence_doubtful(ctx: JudgeContext, histories: dict[str, dict[str, np.ndarray]]) -> None:
+    """Loss curves that satisfy the contract yet an expert would doubt (never a deduction)."""
+    gd, newton = histories["gd"]["loss"], histories["newton"]["loss"]
+    rises = np.diff(gd) > 1e-3 * np.abs(gd[:-1]) + 1e-9
+    if len(gd) > 2 and np.sum(rises) >= max(2, 0.1 * (len(gd) - 1)):
+        ctx.warn(f"the gradient-descent loss rises at {int(np.sum(rises))} of {len(gd) - 1} iterations: on a convex loss that means "
+                 "the step is too large for the summed loss (its gradient grows with n), or the features are not standardised.")
+    if len(newton) and len(gd) and newton[-1] > 1.05 * gd[-1] + 1e-9:
+        ctx.warn(f"Newton's method ends at a higher loss than gradient descent ({newton[-1]:.4g} vs {gd[-1]:.4g}): with the exact "
+                 "Hessian it should converge in a few iterations; check the update w ← w − (∇²L)⁻¹∇L (or a damped/regularised solve).")
 
 
 def _final_accuracy(ctx: JudgeContext, method: str, values: np.ndarray) -> float:
@@ -1017,12 +1030,26 @@ def _final_accuracy(ctx: JudgeContext, method: str, values: np.ndarray) -> float
     return final
 
 
-@check("P3", 3, "each method's final test accuracy reaches the calibrated threshold")
+P3_TEST_SIZE = 171
+"""Test examples of the problem's split: 30 % of scikit-learn's 569 breast-cancer cases, rounded up."""
+
+
+@check("P3", 3, "each method's final test accuracy reaches the calibrated threshold", public=True)
 def final_accuracy_reaches_threshold(ctx: JudgeContext) -> None:
     for method, series in _histories(ctx).items():
         final = _final_accuracy(ctx, method, series["accuracy"])
         ctx.require_threshold(f"P3.final_accuracy.{method}", final, f"histories['{method}']'s final test accuracy",
                  mistake="standardise the features (with training statistics), include a bias, and run enough iterations.")
+        _warn_unless_a_test_fraction(ctx, method, final)
+
+
+def _warn_unless_a_test_fraction(ctx: JudgeContext, method: str, accuracy: float) -> None:
+    """The histories are the student's own numbers: an accuracy no count of correct test cases gives is doubtful."""
+    correct = accuracy * P3_TEST_SIZE
+    if abs(correct - round(correct)) > 1e-6 * P3_TEST_SIZE:
+        ctx.warn(f"histories['{method}']'s final accuracy {accuracy:.6g} is not k/{P3_TEST_SIZE} for any count k of "
+                 f"correct test cases: the problem's split (test size 30 %) has {P3_TEST_SIZE} test examples; was it "
+                 "measured on another set, or averaged?")
 
 
 @check("P3", 2, "diagonal Newton is a different method from Newton (its history differs)", public=True)
