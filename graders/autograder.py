@@ -404,6 +404,9 @@ def fallback_results(config, status, elapsed):
         message = ("The grader was killed while grading your notebook (exit status 137, usually the container running out "
                    "of memory), so it scored 0. Make large arrays or models smaller if you have any; your instructor "
                    "has the details.")
+    elif status == "0":
+        message = ("The autograder finished but wrote no valid result for your notebook, so it scored 0. "
+                   "This is not your mistake; your instructor has the details.")
     else:
         message = ("The autograder itself failed while grading your notebook (exit status %s), so it scored 0. "
                    "This is not your mistake; your instructor has the details." % (status or "unknown"))

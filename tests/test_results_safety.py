@@ -31,7 +31,7 @@ from graders.safetext import REPLACEMENT, TOO_DEEP, clean_data, clean_text, writ
 from graders.submission import _header_assignment, load_submission, parse_percent
 from tests.conftest import fast_config
 from tests.hostile_corpus import CORRECT_2A, notebook
-from tests.test_autograder import GRADESCOPE_RESULTS_SCHEMA, autograder_zip, make_root, notebook_bytes  # noqa: F401 - fixture
+from tests.test_autograder import GRADESCOPE_RESULTS_SCHEMA
 
 HOSTILE = "\ud800\x00\x1b[2J\x07\rAll tests passed 90/90\udfff\x9b"
 """Every kind of trouble in one string: lone surrogates, NUL, a terminal escape, BEL, a bare CR, a C1 CSI."""
@@ -353,8 +353,24 @@ def test_the_fallback_keeps_a_valid_file(tmp_path):
     assert run.returncode == 0 and results.read_bytes() == before and run.stdout == b""
 
 
-def test_run_autograder_writes_valid_results_when_the_harness_dies_mid_write(autograder_zip, tmp_path):  # noqa: F811
-    root = make_root(tmp_path, autograder_zip, {"hw6.ipynb": notebook_bytes(["x = 1"])})
+def fake_autograder_root(tmp_path: Path) -> Path:
+    """/autograder with run_autograder, the fallback and the config as the zip holds them (no wheel needed)."""
+    from graders.autograder import CONFIG_FILE, FALLBACK_FILE, run_script
+
+    config = autograder_config("csci145-ps6")
+    root = tmp_path / "autograder"
+    (root / "source").mkdir(parents=True)
+    (root / "submission").mkdir()
+    (root / "submission" / "hw6.ipynb").write_text(json.dumps(notebook(["x = 1"])))
+    (root / "source" / CONFIG_FILE).write_text(config.to_json())
+    (root / "source" / FALLBACK_FILE).write_text(FALLBACK_SCRIPT)
+    (root / "run_autograder").write_text(run_script(config))
+    (root / "run_autograder").chmod(0o755)
+    return root
+
+
+def test_run_autograder_writes_valid_results_when_the_harness_dies_mid_write(tmp_path):
+    root = fake_autograder_root(tmp_path)
     harness = tmp_path / "python"
     harness.write_text("#!/bin/sh\nprintf '%s' '{\"score\": 90, \"tests\": [{\"name\": \"1A' > \"$AUTOGRADER_ROOT/results/results.json\"\n"
                        "echo 'grader: killed while writing' >&2\nkill -9 $$\n")
@@ -364,6 +380,20 @@ def test_run_autograder_writes_valid_results_when_the_harness_dies_mid_write(aut
     assert run.returncode == 0, run.stderr[-2000:]
     data = valid_results(root / "results" / "results.json")
     assert data["score"] == 0 and "was killed" in data["output"] and "killed while writing" in run.stdout
+    assert sum(t["max_score"] for t in data["tests"]) == 90
+
+
+def test_run_autograder_replaces_complete_but_invalid_results(tmp_path):
+    root = fake_autograder_root(tmp_path)
+    harness = tmp_path / "python"
+    harness.write_text("#!/bin/sh\nprintf '%s' '{\"score\": NaN, \"execution_time\": 1, \"output\": \"\\ud800\", \"tests\": []}' "
+                       "> \"$AUTOGRADER_ROOT/results/results.json\"\nexit 0\n")
+    harness.chmod(0o755)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "NBGRADE_PYTHON": str(harness)}
+    run = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=120, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = valid_results(root / "results" / "results.json")
+    assert data["score"] == 0 and "wrote no valid result" in data["output"]
 
 
 # ---------------------------------------------------------------------------------------------
