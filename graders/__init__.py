@@ -4,6 +4,7 @@ Library entry points (imported lazily so that ``from graders import check`` stay
 student's kernel):
 
 * :func:`grade_submission` — grade one notebook file, return a :class:`~graders.result.GradingResult`.
+* :class:`GradeConfig`, :class:`Limits` — how to grade it (typed, frozen; see :mod:`graders.config`).
 * :func:`check` — a student's local public checks on the live kernel.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["grade_submission", "check"]
+__all__ = ["grade_submission", "GradeConfig", "Limits", "check"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from graders.grade import grade_submission
 
         return grade_submission
+    if name in ("GradeConfig", "Limits"):
+        from graders import config
+
+        return getattr(config, name)
     if name == "check":
         from graders.local import check
 

@@ -1,10 +1,14 @@
 """Batch grading: a folder, zip or Gradescope export in; per-submission results, a gradebook and a class summary out.
 
-    grade SUBMISSIONS [--out DIR] [-j N] [--force] [--seed N] [--scheduler ADDRESS | --cluster slurm]
+    grade SUBMISSIONS [--out DIR] [-j N] [--force] [--seed N] [--assignment ID [--force-assignment]]
+                      [--scheduler ADDRESS | --cluster slurm]
 
 The orchestrator, as a list of named steps (:func:`grade_batch`):
 
-1. collect the submissions (:mod:`graders.collect`);
+1. collect the submissions (:mod:`graders.collect`); when an assignment is given (``--assignment``),
+   stop with :class:`AssignmentMismatch` if any notebook's metadata or headings name another one
+   (``--force-assignment`` grades them anyway, each result saying so), so that a wrong id never
+   gives a whole class 0;
 2. fix the batch's seed — ``--seed``, else the one recorded in ``DIR/manifest.json``, else one
    drawn now and recorded — so that every submission, and every later regrade, sees the same
    hidden inputs;
@@ -21,13 +25,11 @@ The orchestrator, as a list of named steps (:func:`grade_batch`):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -160,6 +162,7 @@ def grade_batch(
     cluster_workers: int = 2,
     stream: TextIO | None = None,
     tty: bool | None = None,
+    check_assignment_first: bool = True,
     compare_with: Sequence[Path] = (),
 ) -> BatchResult:
     """Grade every submission under ``source`` into ``out_dir``; see the module docstring.
@@ -177,6 +180,8 @@ def grade_batch(
     archives: list[tuple[Path, CollectedBatch]] = []
     try:
         archives.extend((path, collect_archive(path, out_dir)) for path in compare_with)
+        if config.assignment and check_assignment_first:
+            check_assignment(collected, config.assignment)
         manifest = Manifest.load(out_dir)
         config = replace(config, seed=batch_seed(config, manifest), limits=config.limits.scaled_for_workers(workers))
         manifest.seed = config.seed
@@ -378,19 +383,73 @@ def default_out_dir(path: Path) -> Path:
     return path.with_name(base + ".graded")
 
 
-def run_batch_cli(path: Path, args: argparse.Namespace, config: GradeConfig) -> int:
-    """``grade SUBMISSIONS …``: grade the batch, print where its outputs are; 2 on a usage error."""
-    out_dir = args.out or default_out_dir(path.resolve())
-    scheduler = getattr(args, "scheduler", None) or (os.environ.get("DASK_SCHEDULER_ADDRESS") if not getattr(args, "cluster", None) else None)
-    try:
-        result = grade_batch(path, out_dir, config, getattr(args, "jobs", None), getattr(args, "force", False), scheduler,
-                             cluster=getattr(args, "cluster", None), cluster_workers=getattr(args, "workers", 2) or 2,
-                             compare_with=tuple(getattr(args, "compare_with", None) or ()))
-    except (BatchInputError, BatchUsageError) as error:
-        print(f"grade: error: {error}", file=sys.stderr)
-        return 2
-    print(format_batch_result(result))
-    return 0
+@dataclass(frozen=True)
+class BatchOptions:
+    """How ``grade SUBMISSIONS`` was asked to run a batch (built by :mod:`graders.cli`)."""
+
+    out_dir: Path | None = None
+    """Where the batch's outputs go; default ``<SUBMISSIONS>.graded/`` beside the input."""
+    jobs: int | None = None
+    """Submissions graded at once on this machine; default: the number of cores."""
+    force: bool = False
+    """Regrade submissions that ``out_dir`` already holds for the same content and settings."""
+    scheduler: str | None = None
+    """A Dask scheduler's address (``$DASK_SCHEDULER_ADDRESS`` when None and no ``cluster``)."""
+    cluster: str | None = None
+    """A Dask cluster to start (``slurm``) instead of grading on this machine."""
+    cluster_workers: int = 2
+    """Workers to start with ``cluster``."""
+    force_assignment: bool = False
+    """Grade with the configured assignment even when notebooks contradict it (see :func:`check_assignment`)."""
+    compare_with: tuple[Path, ...] = ()
+    """Earlier submissions (folders, zips) to compare this batch's notebooks with, for the similarity report."""
+
+    def resolved_out_dir(self, source: Path) -> Path:
+        return self.out_dir or default_out_dir(source.resolve())
+
+    def resolved_scheduler(self) -> str | None:
+        if self.scheduler:
+            return self.scheduler
+        return None if self.cluster else os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+
+
+class AssignmentMismatch(BatchUsageError):
+    """``--assignment`` contradicts what the batch's notebooks say they answer: stop before grading them all to 0."""
+
+
+def check_assignment(collected: CollectedBatch, assignment_id: str) -> None:
+    """Raise :class:`AssignmentMismatch` when any notebook's metadata or headings name another assignment.
+
+    Reading a notebook here is parsing its JSON (bounded by the submission size limit); nothing runs.
+    """
+    from graders.parts import assignment_mismatch
+    from graders.submission import InvalidSubmission, read_notebook
+
+    contradicting = []
+    for item in collected.items:
+        if item.path is None:
+            continue
+        try:
+            mismatch = assignment_mismatch(read_notebook(item.path), assignment_id)
+        except (InvalidSubmission, OSError, ValueError):
+            continue
+        if mismatch is not None:
+            contradicting.append((item.id, mismatch))
+    if contradicting:
+        first_id, first = contradicting[0]
+        raise AssignmentMismatch(
+            f"--assignment {assignment_id} contradicts {len(contradicting)} of {len(collected.items)} notebooks "
+            f"(e.g. {first_id}: {first.evidence}, like {first.detected}); nothing was graded. Check the assignment id, "
+            "or pass --force-assignment to grade them as it anyway (each result will say so)"
+        )
+
+
+def run_batch(source: Path, options: BatchOptions, config: GradeConfig, stream: TextIO | None = None) -> BatchResult:
+    """``grade SUBMISSIONS …`` as a library call: the batch's options resolved, then :func:`grade_batch`."""
+    return grade_batch(source, options.resolved_out_dir(source), config, options.jobs, options.force,
+                       options.resolved_scheduler(), cluster=options.cluster, cluster_workers=options.cluster_workers,
+                       stream=stream, check_assignment_first=not options.force_assignment,
+                       compare_with=options.compare_with)
 
 
 def format_batch_result(result: BatchResult) -> str:

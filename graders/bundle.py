@@ -23,12 +23,10 @@ answer text and no reference notebook cell in anything the bundle holds.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import io
 import re
 import shutil
-import sys
 import tarfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,7 +35,7 @@ from pathlib import Path
 import nbformat
 
 import graders
-from graders.rubrics import ASSIGNMENT_IDS, get_assignment
+from graders.rubrics import get_assignment
 
 DISTRIBUTION = "nbgrade-ml"
 PACKAGE_DIR = Path(graders.__file__).resolve().parent
@@ -332,27 +330,3 @@ def secret_leaks(root: Path, reference: Path | None = None) -> list[str]:
         leaks.extend(f"{where}: code {' / '.join(w)[:90]!r}" for w in sorted(secret.windows & windows))
         leaks.extend(f"{where}: text {line[:80]!r}" for line in sorted(secret.prose & prose))
     return leaks
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="grade student", description="Write the student bundle of an assignment.")
-    parser.add_argument("assignment", choices=ASSIGNMENT_IDS)
-    parser.add_argument("-o", "--out", type=Path, required=True, help="directory to write the bundle into")
-    parser.add_argument("--template", type=Path, help="the student template (default: student_template/ASSIGNMENT.ipynb)")
-    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
-    args = parser.parse_args(argv)
-    try:
-        bundle = write_bundle(args.assignment, args.out, args.template, args.force)
-        leaks = secret_leaks(bundle.root) if reference_root() is not None else []
-    except BundleError as error:
-        print(f"grade student: error: {error}", file=sys.stderr)
-        return 2
-    if leaks:
-        print("grade student: error: the bundle contains reference material:\n  " + "\n  ".join(leaks[:20]), file=sys.stderr)
-        return 1
-    print(f"wrote {bundle.root}: {bundle.template.name}, {bundle.package.name}/, {bundle.archive.name}, {bundle.readme.name}")
-    print("checked: no reference function body, answer text or notebook cell in it")
-    return 0

@@ -43,13 +43,56 @@ def detect_assignment(notebook: NotebookNode) -> str | None:
     declared = notebook.metadata.get("nbgrade", {}).get("assignment")
     if declared in ASSIGNMENT_MARKERS:
         return declared
-    text = "\n".join(cell.source for cell in notebook.cells).lower()
-    scores = {
-        assignment: sum(marker.lower() in text for marker in markers)
-        for assignment, markers in ASSIGNMENT_MARKERS.items()
-    }
+    scores = {assignment: len(found) for assignment, found in marker_scores(notebook).items()}
     best = max(scores, key=scores.get)
     return best if scores[best] >= 2 else None
+
+
+@dataclass(frozen=True)
+class AssignmentContradiction:
+    """Why a notebook looks like another assignment than the one it is being graded as."""
+
+    given: str
+    """The assignment it is graded as (``--assignment``, or the Gradescope autograder's)."""
+    detected: str
+    """The assignment its metadata or names and headings point to."""
+    evidence: str
+    """What says so, e.g. ``its metadata declares csci145-ps6``."""
+
+    @property
+    def message(self) -> str:
+        """One loud sentence for the results, the report and the terminal."""
+        return (f"WARNING: this notebook was graded as `{self.given}`, but {self.evidence}. A notebook graded against "
+                "the wrong assignment scores (nearly) 0: check that the right notebook was submitted and the right "
+                "assignment chosen.")
+
+
+def marker_scores(notebook: NotebookNode) -> dict[str, list[str]]:
+    """For each assignment, which of its names and heading words the notebook's cells use."""
+    text = "\n".join(cell.source for cell in notebook.cells).lower()
+    return {assignment: [m for m in markers if m.lower() in text] for assignment, markers in ASSIGNMENT_MARKERS.items()}
+
+
+def assignment_mismatch(notebook: NotebookNode, assignment_id: str) -> AssignmentContradiction | None:
+    """The contradiction when ``notebook`` declares, or clearly uses, another assignment than ``assignment_id``.
+
+    Metadata (the templates carry it) is decisive; without it, the names and headings must point
+    to another assignment at least as strongly as detection needs (two markers) and more than to
+    the given one. A notebook that says nothing either way is not a contradiction.
+    """
+    declared = notebook.metadata.get("nbgrade", {}).get("assignment")
+    if declared in ASSIGNMENT_MARKERS and declared != assignment_id:
+        return AssignmentContradiction(assignment_id, declared, f"its metadata declares `{declared}`")
+    if declared == assignment_id:
+        return None
+    scores = marker_scores(notebook)
+    given = len(scores.get(assignment_id, []))
+    for other, found in sorted(scores.items(), key=lambda item: -len(item[1])):
+        if other != assignment_id and len(found) >= 2 and len(found) > given:
+            shown = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
+            return AssignmentContradiction(assignment_id, other, f"it uses {len(found)} names and headings of `{other}` "
+                                                                 f"({shown}) and {given} of `{assignment_id}`")
+    return None
 
 
 def headings(notebook: NotebookNode) -> list[Heading]:

@@ -5,9 +5,17 @@
 The notebook goes through the report's renderer (:mod:`graders.render`: markdown with MathML,
 highlighted code, escaped text outputs, PNG/JPEG figures; HTML and JavaScript outputs shown as
 text), is laid out with each part (found by the grader's part detection) starting on a new
-page under its id, and is printed by Debian's Chromium through Playwright with JavaScript
-disabled and every request but ``data:`` URLs blocked. Chromium builds the PDF outline from the
-part headings; the footer numbers the pages. Nothing is downloaded and no LaTeX is needed.
+page under its id, and is printed through Playwright by a Chromium-based browser with JavaScript
+disabled and every request but ``data:`` URLs blocked. The browser is the one the student has
+(:func:`find_browser`: ``--chromium`` or ``$NBGRADE_CHROMIUM``, else Chromium, Google Chrome or
+Microsoft Edge on PATH or where they are usually installed on Linux, macOS and Windows, else the
+Chromium ``playwright install chromium`` downloaded); without one, the printable HTML is written
+instead. Chromium builds the PDF outline from the part headings; the footer numbers the pages.
+Nothing is downloaded and no LaTeX is needed.
+
+Before printing, :func:`pdf_warnings` says what would make the PDF one to regret: a notebook
+saved without outputs (or without a figure although parts ask for figures), an ``--assignment``
+that contradicts the notebook. The PDF is still made. The command line is in :mod:`graders.cli`.
 
 ``--execute`` first runs the notebook in the grading sandbox; ``--report`` grades it (or reuses
 ``STEM.graded/grading.json`` for the same file) and appends the self-grade report, with the
@@ -16,7 +24,6 @@ rubric blank or filled in from a self-grade the report page exported (``--self-g
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -26,13 +33,13 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from markupsafe import escape
 from nbformat import NotebookNode
 
 from graders.config import GradeConfig, Limits
-from graders.parts import assign_cells, detect_assignment
+from graders.parts import assign_cells, assignment_mismatch, detect_assignment
 from graders.render import PDF_LIMITS, CellFragment, RenderLimits, render_cells, template_environment
 from graders.result import GradingResult
 from graders.submission import InvalidSubmission, Submission, load_submission
@@ -40,7 +47,22 @@ from graders.submission import InvalidSubmission, Submission, load_submission
 CHROMIUM_ENV = "NBGRADE_CHROMIUM"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync")
-INSTALL_HINT = "install it with `apt-get install chromium`, or pass --chromium PATH / set NBGRADE_CHROMIUM"
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "microsoft-edge",
+                 "microsoft-edge-stable", "msedge", "chrome")
+"""Executable names of Chromium-based browsers, looked up on PATH in this order."""
+PLAYWRIGHT_EXECUTABLES = {
+    "linux": ("chromium-*/chrome-linux/chrome", "chromium-*/chrome-linux64/chrome",
+              "chromium_headless_shell-*/chrome-linux/headless_shell",
+              "chromium_headless_shell-*/chrome-headless-shell-linux64/chrome-headless-shell"),
+    "darwin": ("chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium",
+               "chromium-*/chrome-mac*/Google Chrome for Testing.app/Contents/MacOS/Google Chrome for Testing",
+               "chromium_headless_shell-*/chrome-mac*/headless_shell"),
+    "win32": ("chromium-*/chrome-win*/chrome.exe", "chromium_headless_shell-*/chrome-win*/headless_shell.exe"),
+}
+"""Where ``playwright install chromium`` puts the browser, under its cache folder, per platform."""
+INSTALL_HINT = ("looked for Chromium, Google Chrome, Microsoft Edge and Playwright's Chromium on PATH and where they are "
+                "usually installed. Install one (Debian/Ubuntu: `sudo apt-get install chromium`; macOS or Windows: Google "
+                "Chrome; anywhere: `python -m playwright install chromium`), or pass --chromium PATH / set NBGRADE_CHROMIUM")
 CONTRACT_PART_IDS = {"csci145-ps6": ("1A", "1B", "1C", "1D", "2A", "2B", "2C"), "ece685d-hw2": ("P1", "P2", "P3")}
 """The CONTRACT's part ids, used only when an assignment's rubric module cannot be loaded."""
 RENDER_TIMEOUT_MS = 180_000
@@ -92,6 +114,18 @@ class PdfOutcome:
     size_bytes: int
     blocked_requests: tuple[str, ...] = ()
     """URLs Chromium tried to fetch and was refused (none are expected: content is sanitised)."""
+    browser: str = ""
+    """The browser executable that printed it."""
+    warnings: tuple["PdfWarning", ...] = ()
+    """What the student should know before handing the PDF in (also passed to ``render_pdf``'s ``warn``)."""
+
+
+@dataclass(frozen=True)
+class PdfWarning:
+    """Something about the notebook that makes a PDF a student would regret, and what to do about it."""
+
+    message: str
+    hint: str
 
 
 @dataclass(frozen=True)
@@ -163,12 +197,108 @@ def footer_template(submission: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Printing with Chromium
 # ---------------------------------------------------------------------------------------------
-def find_chromium(explicit: str | None = None) -> str | None:
-    """The Chromium to use: the flag, then ``$NBGRADE_CHROMIUM``, then ``chromium`` on PATH."""
-    for candidate in (explicit, os.environ.get(CHROMIUM_ENV)):
+@dataclass(frozen=True)
+class BrowserHost:
+    """Where a browser is looked for: environment, platform and file system (a fake one in the tests)."""
+
+    environ: Mapping[str, str]
+    platform: str
+    """``sys.platform``: ``linux``, ``darwin`` or ``win32``."""
+    home: Path
+    which: Callable[[str], str | None]
+    """``shutil.which``: a name on PATH → its path."""
+    is_executable: Callable[[Path], bool]
+    glob: Callable[[Path, str], list[Path]]
+    """Paths under a folder matching a pattern (``Path.glob``)."""
+    playwright_executable: Callable[[], str | None] = lambda: None
+    """The Chromium Playwright itself would start (its API), asked only when nothing else was found."""
+
+    @classmethod
+    def current(cls) -> "BrowserHost":
+        return cls(os.environ, sys.platform, Path.home(), shutil.which, _is_executable,
+                   lambda folder, pattern: sorted(folder.glob(pattern)) if folder.is_dir() else [],
+                   _playwright_executable)
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _playwright_executable() -> str | None:
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            return playwright.chromium.executable_path
+    except Exception:  # noqa: BLE001 - Playwright missing, or its driver would not start: no browser from it
+        return None
+
+
+def install_locations(host: BrowserHost) -> list[Path]:
+    """Where Chromium, Google Chrome and Microsoft Edge are usually installed on ``host.platform``."""
+    if host.platform == "darwin":
+        apps = [("Google Chrome.app", "Google Chrome"), ("Chromium.app", "Chromium"), ("Microsoft Edge.app", "Microsoft Edge")]
+        return [base / app / "Contents" / "MacOS" / exe for base in (Path("/Applications"), host.home / "Applications")
+                for app, exe in apps]
+    if host.platform.startswith(("win", "cygwin")):
+        bases = [host.environ.get(k) for k in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")]
+        bases = [b for b in bases if b] or ["C:\\Program Files", "C:\\Program Files (x86)"]
+        exes = [("Google", "Chrome", "Application", "chrome.exe"), ("Microsoft", "Edge", "Application", "msedge.exe"),
+                ("Chromium", "Application", "chrome.exe")]
+        return [Path(base, *exe) for base in bases for exe in exes]
+    return [Path(p) for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+                              "/usr/bin/google-chrome-stable", "/usr/bin/microsoft-edge", "/snap/bin/chromium",
+                              "/opt/google/chrome/chrome", "/opt/microsoft/msedge/msedge", "/usr/lib/chromium/chromium")]
+
+
+def playwright_locations(host: BrowserHost) -> list[Path]:
+    """Chromium that ``playwright install chromium`` downloaded (newest first), then its headless shell."""
+    configured = host.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+    if configured and configured != "0":
+        root = Path(configured)
+    elif host.platform == "darwin":
+        root = host.home / "Library" / "Caches" / "ms-playwright"
+    elif host.platform.startswith(("win", "cygwin")):
+        root = Path(host.environ.get("LOCALAPPDATA") or host.home / "AppData" / "Local", "ms-playwright")
+    else:
+        root = host.home / ".cache" / "ms-playwright"
+    patterns = PLAYWRIGHT_EXECUTABLES["darwin" if host.platform == "darwin" else
+                                      "win32" if host.platform.startswith(("win", "cygwin")) else "linux"]
+    found: list[Path] = []
+    for pattern in patterns:
+        found.extend(sorted(host.glob(root, pattern), key=_revision, reverse=True))
+    return found
+
+
+def _revision(path: Path) -> int:
+    """``chromium-1148`` → 1148 (newest first), from the folder right under Playwright's cache."""
+    for part in path.parts:
+        match = re.fullmatch(r"chromium(?:_headless_shell)?-(\d+)", part)
+        if match:
+            return int(match.group(1))
+    return 0
+
+
+def find_browser(explicit: str | None, host: BrowserHost) -> str | None:
+    """The browser to print with: ``--chromium``, else ``$NBGRADE_CHROMIUM`` (either one is used or nothing is),
+    else the usual names on PATH, the usual install locations, Playwright's downloaded Chromium."""
+    for candidate in (explicit, host.environ.get(CHROMIUM_ENV)):
         if candidate:
-            return candidate if Path(candidate).is_file() and os.access(candidate, os.X_OK) else None
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+            return candidate if host.is_executable(Path(candidate)) else None
+    for name in BROWSER_NAMES:
+        found = host.which(name)
+        if found:
+            return found
+    for path in (*install_locations(host), *playwright_locations(host)):
+        if host.is_executable(path):
+            return str(path)
+    fallback = host.playwright_executable()
+    return fallback if fallback and host.is_executable(Path(fallback)) else None
+
+
+def find_chromium(explicit: str | None = None) -> str | None:
+    """The browser to print with on this machine (see :func:`find_browser`)."""
+    return find_browser(explicit, BrowserHost.current())
 
 
 def print_to_pdf(html: str, output: Path, chromium: str, footer: str) -> tuple[str, ...]:
@@ -189,7 +319,7 @@ def print_to_pdf(html: str, output: Path, chromium: str, footer: str) -> tuple[s
         try:
             browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS))
         except Exception as error:  # noqa: BLE001 - Playwright's launch errors are of several kinds
-            raise ChromiumUnusable(f"could not start Chromium at {chromium}: {_one_line(str(error))}") from error
+            raise ChromiumUnusable(f"could not start Chromium at {chromium}: {one_line(str(error))}") from error
         try:
             context = browser.new_context(java_script_enabled=False, offline=True)
             context.route("**/*", refuse)
@@ -255,8 +385,59 @@ def report_page_for(submission: Submission, request: PdfRequest) -> tuple[Any, N
     return page, executed
 
 
-def render_pdf(request: PdfRequest) -> PdfOutcome:
-    """Write the PDF for ``request.submission``; raises :class:`ChromiumMissing` (HTML written instead)."""
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+
+def figure_parts(assignment: str | None) -> tuple[str, ...]:
+    """The parts whose checks ask for a figure in the notebook's outputs (from the assignment's rubric)."""
+    if assignment is None:
+        return ()
+    try:
+        from graders.rubrics import get_assignment
+
+        rubric = get_assignment(assignment).rubric
+    except (KeyError, ImportError):
+        return ()
+    return tuple(dict.fromkeys(c.part for c in rubric.checks if "figure" in f"{c.name} {c.description}".lower()))
+
+
+def output_warnings(notebook: NotebookNode, name: str, assignment: str | None) -> tuple[PdfWarning, ...]:
+    """A warning when the saved notebook has no outputs at all, or no figure although parts ask for figures."""
+    code = [c for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+    if not code:
+        return ()
+    hint = (f"Run the notebook top to bottom and save it before printing (Jupyter: Kernel → Restart & Run All, then "
+            f"File → Save; Colab: Runtime → Run all, then File → Download → .ipynb), or let grade pdf run it first: "
+            f"grade pdf {name} --execute")
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    if not outputs:
+        return (PdfWarning(f"WARNING: {name} has no saved outputs. None of its {len(code)} code cells shows a result, a "
+                           "printed value or a figure, so the PDF shows your code only and whoever grades it sees no "
+                           "plots or numbers.", hint),)
+    parts = figure_parts(assignment)
+    has_figure = any(kind in o.get("data", {}) for o in outputs for kind in IMAGE_TYPES)
+    if parts and not has_figure:
+        return (PdfWarning(f"WARNING: {name} has no figure in its saved outputs, although parts {', '.join(parts)} ask "
+                           "for one: the PDF shows none.", hint),)
+    return ()
+
+
+def pdf_warnings(request: PdfRequest, submission: Submission, notebook: NotebookNode, assignment: str | None) -> tuple[PdfWarning, ...]:
+    """Everything the student should hear before the PDF is printed."""
+    warnings = list(output_warnings(notebook, submission.name, assignment))
+    contradiction = assignment_mismatch(submission.notebook, request.assignment) if request.assignment else None
+    if contradiction is not None:
+        warnings.append(PdfWarning(contradiction.message.replace("graded", "printed"),
+                                   "Without --assignment the parts are detected from the notebook."))
+    return tuple(warnings)
+
+
+def render_pdf(request: PdfRequest, warn: Callable[[str, str], None] | None = None) -> PdfOutcome:
+    """Write the PDF for ``request.submission``; raises :class:`ChromiumMissing` (HTML written instead).
+
+    ``warn(message, hint)`` hears each :class:`PdfWarning` before printing starts (a missing browser
+    does not hide them); they are also in the outcome.
+    """
     started = time.monotonic()
     submission = load_submission(request.submission)
     assignment = request.assignment or detect_assignment(submission.notebook)
@@ -271,77 +452,23 @@ def render_pdf(request: PdfRequest) -> PdfOutcome:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     document = notebook_document(notebook, submission.name, assignment, f"{subtitle} · rendered {stamp}", request.limits)
     html = document_html(document, report_page)
+    warnings = pdf_warnings(request, submission, notebook, assignment)
+    for warning in warnings if warn is not None else ():
+        warn(warning.message, warning.hint)
     chromium = find_chromium(request.chromium)
     try:
         if chromium is None:
-            raise ChromiumUnusable(f"Chromium not found ({INSTALL_HINT})")
+            raise ChromiumUnusable(f"no browser to print with: {INSTALL_HINT}")
         blocked = print_to_pdf(html, request.pdf_path, chromium, footer_template(submission.name))
     except ChromiumUnusable as error:
         html_path = request.pdf_path.with_suffix(".html")
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html, encoding="utf-8")
         raise ChromiumMissing(str(error), html_path) from error
-    return PdfOutcome(request.pdf_path, round(time.monotonic() - started, 2), request.pdf_path.stat().st_size, blocked)
+    return PdfOutcome(request.pdf_path, round(time.monotonic() - started, 2), request.pdf_path.stat().st_size, blocked,
+                      chromium, warnings)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def pdf_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grade pdf", description="A Gradescope-ready PDF of a notebook: each part on "
-                                     "its own page, rendered offline by headless Chromium.")
-    parser.add_argument("submission", type=Path, help="the notebook (.ipynb)")
-    parser.add_argument("-o", "--output", type=Path, help="the PDF to write (default: the notebook's stem + .pdf)")
-    parser.add_argument("--report", action="store_true", help="append the self-grade report (grades the notebook "
-                        "unless STEM.graded/grading.json is for this file)")
-    parser.add_argument("--execute", action="store_true", help="run the notebook first, in the grading sandbox")
-    parser.add_argument("--self-grade", type=Path, help="a self-grade exported by the report page (JSON), printed "
-                        "into the appended rubric")
-    parser.add_argument("--assignment", help="assignment id (detected from the notebook when omitted)")
-    parser.add_argument("--chromium", help=f"the Chromium executable (default: ${CHROMIUM_ENV}, then chromium on PATH)")
-    parser.add_argument("--seed", type=int, help="seed when grading or executing")
-    parser.add_argument("--timeout", type=float, help="total seconds the notebook may run (default 600)")
-    parser.add_argument("--no-sandbox", action="store_true", help="run the kernel without confinement (debugging only)")
-    return parser
-
-
-def request_from_args(args: argparse.Namespace) -> PdfRequest:
-    limits = Limits() if not args.timeout else Limits(total_timeout=args.timeout)
-    config = GradeConfig(assignment=args.assignment, seed=args.seed, limits=limits, sandbox=not args.no_sandbox)
-    return PdfRequest(submission=args.submission, output=args.output, report=args.report, execute=args.execute,
-                      assignment=args.assignment, chromium=args.chromium, self_grade=args.self_grade, config=config)
-
-
-def cli(argv: list[str]) -> int:
-    """``grade pdf``: 0 when the PDF was written, 1 when it could not be (HTML written instead), 2 for usage errors."""
-    args = pdf_parser().parse_args(argv)
-    request = request_from_args(args)
-    if not request.submission.is_file():
-        return _usage_error(f"{request.submission}: no such file")
-    if request.self_grade is not None and not request.self_grade.is_file():
-        return _usage_error(f"{request.self_grade}: no such file")
-    try:
-        outcome = render_pdf(request)
-    except InvalidSubmission as error:
-        return _usage_error(_one_line(str(error)))
-    except ChromiumMissing as error:
-        print(f"grade pdf: {error}; wrote {error.html_path} instead (open it in a browser and print it to PDF)",
-              file=sys.stderr)
-        return 1
-    except ValueError as error:  # a --self-grade file that is not one
-        return _usage_error(_one_line(str(error)))
-    except Exception as error:  # noqa: BLE001 - Playwright/Chromium failures: one line, exit 1
-        print(f"grade pdf: could not print the PDF: {_one_line(str(error))}", file=sys.stderr)
-        return 1
-    print(f"wrote {outcome.path} ({outcome.size_bytes / 1e6:.1f} MB, {outcome.seconds:.1f} s)")
-    return 0
-
-
-def _usage_error(message: str) -> int:
-    print(f"grade pdf: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return re.sub(r"\s+", " ", first)[:300]

@@ -16,7 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from graders.pdf import PdfRequest, cli, find_chromium, render_pdf
+from graders.cli import main
+from graders.pdf import PdfRequest, find_chromium, render_pdf
 from tests.conftest import REFERENCE_NOTEBOOKS, make_notebook, write_notebook
 from tests.report_notebooks import PWN, hostile_notebook
 from tests.test_report import graded_reference  # noqa: F401 - session fixture (graded once per session)
@@ -32,6 +33,11 @@ def pdf_tools() -> None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     if shutil.which("pdftotext") is None or shutil.which("pdfimages") is None:
         pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+
+
+def cli(argv: list[str]) -> int:
+    """``grade pdf ARGV``, as the command line runs it."""
+    return main(["pdf", *argv])
 
 
 def pages_text(pdf: Path) -> list[str]:

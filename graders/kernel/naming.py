@@ -1,0 +1,63 @@
+# Whether a name a student used can stand for a contract name. Pure Python, standard library only,
+# and no `from __future__` import: the kernel runtime may run this text after its own, in the
+# kernel's private probe namespace, as well as the grader importing it.
+#
+# Discovery (Probe.find) may bind a contract name to an object found by its type or signature
+# when the contract name itself is not defined. That is right for `gaussian_kern` or `bceLoss`,
+# and wrong for a notebook of another assignment whose `gaussian_kernel(X1, X2, sigma)` happens
+# to take three arguments like `bce_loss(w, X, y)`. The rule: a discovered object is bound only
+# when `name_relates(contract, found)`, or when it passes the part's basic shape check.
+import re as _naming_re
+
+_NAMING_WORD = _naming_re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_NAMING_MIN_WORD = 3
+"""Shorter words (x, w, k, nn) say nothing on their own; they count only as initials."""
+_NAMING_MIN_PREFIX = 4
+"""Two words sharing this many first letters are the same word inflected (history, histories)."""
+
+
+def name_words(name):
+    """The lower-case words of an identifier: `MNISTTwoView` → mnist, two, view; `K_train` → k, train."""
+    return [word.lower() for word in _NAMING_WORD.findall(name) if not word.isdigit()]
+
+
+def _naming_words_relate(a, b):
+    if len(a) < _NAMING_MIN_WORD or len(b) < _NAMING_MIN_WORD:
+        return False
+    if a.startswith(b) or b.startswith(a):
+        return True
+    prefix = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        prefix += 1
+    return prefix >= _NAMING_MIN_PREFIX
+
+
+def _naming_initials(words):
+    return "".join(word[0] for word in words)
+
+
+def name_relates(contract, found):
+    """True when `found` shares something with `contract`: a word (or its stem), a word inside
+    the other written without separators, or the initials of its words.
+
+    `bce_loss` relates to `bceLoss`, `loss_bce`, `my_loss`, `bceloss` and `bl`; `gaussian_kernel`
+    relates to `kernel`, `gauss_k` and `gk`; `histories` to `history`; `bce_loss` does not relate
+    to `gaussian_kernel`, `f` or `solve`.
+    """
+    if not contract or not found:
+        return False
+    if contract.lower() == found.lower():
+        return True
+    ours, theirs = name_words(contract), name_words(found)
+    if any(_naming_words_relate(a, b) for a in ours for b in theirs):
+        return True
+    joined_ours, joined_theirs = "".join(ours), "".join(theirs)
+    if any(len(w) >= _NAMING_MIN_WORD and w in joined_theirs for w in ours):
+        return True
+    if any(len(w) >= _NAMING_MIN_WORD and w in joined_ours for w in theirs):
+        return True
+    if len(ours) >= 2 and joined_theirs == _naming_initials(ours):
+        return True
+    return len(theirs) >= 2 and joined_ours == _naming_initials(theirs)
