@@ -104,6 +104,13 @@ BUDGETS: dict[str, AutograderBudget] = {
 }
 
 
+def measured_sentence(assignment_id: str) -> str:
+    """What the reference run measured, in the words every place (CLI, zip README, project README) uses."""
+    run = BUDGETS[assignment_id].measured
+    return (f"grading the reference notebook peaked at {run.peak_mb} MB and took {run.seconds:g} s "
+            f"under a {run.limit_mb} MB / {run.cpu:g} CPU limit")
+
+
 @dataclass(frozen=True)
 class AutograderConfig:
     """Everything ``run_autograder`` needs, written into the zip as JSON."""
@@ -456,6 +463,14 @@ def main():
 if __name__ == "__main__":
     sys.exit(main())
 '''
+
+
+def gradescope_settings(config: AutograderConfig) -> str:
+    """The Gradescope settings a zip was built for, in one line (printed by ``grade gradescope``)."""
+    memory = config.container_memory_mb
+    default = " (Gradescope's default)" if memory == GRADESCOPE_DEFAULT_MEMORY_MB else ""
+    return (f"timeout {config.timeout_minutes} min, memory {memory} MB{default}, CPU {GRADESCOPE_DEFAULT_CPU:g} "
+            f"(default): {measured_sentence(config.assignment)}")
 
 
 def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
