@@ -139,6 +139,14 @@ class AutograderConfig:
         return cls(**data)
 
 
+def gradescope_settings(config: AutograderConfig) -> str:
+    """The Gradescope settings a zip was built for, in one line (printed by ``grade gradescope``)."""
+    memory = config.container_memory_mb
+    default = " (Gradescope's default)" if memory == GRADESCOPE_DEFAULT_MEMORY_MB else ""
+    return (f"timeout {config.timeout_minutes} min, memory {memory} MB{default}, CPU {GRADESCOPE_DEFAULT_CPU:g} "
+            f"(default): {measured_sentence(config.assignment)}")
+
+
 def autograder_config(assignment_id: str, timeout_minutes: int | None = None, memory_mb: int | None = None) -> AutograderConfig:
     """The limits for ``assignment_id`` from its budget, fitted into Gradescope's timeout and memory."""
     assignment = get_assignment(assignment_id)
@@ -463,14 +471,6 @@ def main():
 if __name__ == "__main__":
     sys.exit(main())
 '''
-
-
-def gradescope_settings(config: AutograderConfig) -> str:
-    """The Gradescope settings a zip was built for, in one line (printed by ``grade gradescope``)."""
-    memory = config.container_memory_mb
-    default = " (Gradescope's default)" if memory == GRADESCOPE_DEFAULT_MEMORY_MB else ""
-    return (f"timeout {config.timeout_minutes} min, memory {memory} MB{default}, CPU {GRADESCOPE_DEFAULT_CPU:g} "
-            f"(default): {measured_sentence(config.assignment)}")
 
 
 def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
