@@ -409,9 +409,10 @@ def fallback_results(config, status, elapsed):
     try:
         seconds = float(elapsed)
     except ValueError:
-        seconds = 0.0
-    seconds = seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
-    if status == "124" or (status == "137" and (not seconds or seconds >= limit - 30)):
+        seconds = None  # unknown: a kill (137) is then taken for the time limit's
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        seconds = None
+    if status == "124" or (status == "137" and (seconds is None or seconds >= limit - 30)):
         message = ("Grading did not finish within the autograder's time limit (%d minutes): does a cell train for a very "
                    "long time, or wait forever? Your notebook scored 0; run it top to bottom locally and resubmit."
                    % (limit // 60))
@@ -436,7 +437,7 @@ def fallback_results(config, status, elapsed):
         if points and math.isfinite(points):
             tests.append({"name": "%s \\u00b7 %s" % (pid, title), "score": 0.0, "max_score": points, "status": "failed",
                           "output": message, "visibility": "visible"})
-    return {"score": 0.0, "execution_time": seconds, "output": message, "visibility": "visible",
+    return {"score": 0.0, "execution_time": seconds or 0.0, "output": message, "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests}
 
 
