@@ -25,6 +25,9 @@ class Outcome(str, enum.Enum):
     ERRORED = "errored"
     TIMED_OUT = "timed_out"
     NOT_RUN = "not_run"
+    AT_GRADING = "at_grading"
+    """A hidden check in public mode (``grade --public``, the student copy): it did not run and is
+    neither a failure nor a pass; it runs when the submission is graded."""
 
 
 class Visibility(str, enum.Enum):
@@ -132,6 +135,11 @@ class CheckResult:
     @property
     def passed(self) -> bool:
         return self.outcome is Outcome.PASSED
+
+    @property
+    def ran(self) -> bool:
+        """False for a hidden check in public mode (it runs at grading)."""
+        return self.outcome is not Outcome.AT_GRADING
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import importlib.util
 import platform
 import secrets
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 from graders.checks import CheckResult, Outcome
 from graders.config import GradeConfig
 from graders.execute import ExecutedNotebook, KernelSession, Workspace, execute_notebook
-from graders.judge import JudgeContext, graded_objects, judge_part
+from graders.judge import PUBLIC_COPY_NOTE, JudgeContext, graded_objects, judge_part
 from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
@@ -69,6 +70,9 @@ def grade_submission(path: Path | str, config: GradeConfig | None = None, out_di
         raise UsageError(f"{path}: no such file")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     started = time.monotonic()
+    student_copy = not config.public_only and not reference_available()
+    if student_copy:  # the student bundle: grade what can be graded here (the public checks), and say so first
+        config = replace(config, public_only=True)
     try:
         submission = load_submission(path)
         result = _grade_notebook(submission, config, seed, started, out_dir)
@@ -80,9 +84,19 @@ def grade_submission(path: Path | str, config: GradeConfig | None = None, out_di
         detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         result = invalid_result(path, config, seed, "The grader failed on this submission; your instructor has the details.",
                                 time.monotonic() - started, status="harness_error", detail=detail)
+    if student_copy:
+        result = replace(result, messages=(PUBLIC_COPY_NOTE, *result.messages))
     if out_dir is not None:
         write_outputs(result, out_dir, config)
     return result
+
+
+def reference_available() -> bool:
+    """Whether the ``reference`` package (the solutions) can be imported: not in the student bundle."""
+    try:
+        return importlib.util.find_spec("reference") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, started: float, out_dir: Path | None) -> GradingResult:

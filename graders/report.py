@@ -26,6 +26,7 @@ from graders.checks import CheckResult, PartSpec, Visibility
 from graders.parts import assign_cells
 from graders.render import REPORT_LIMITS, CellFragment, RenderLimits, render_cells, render_markdown, template_environment
 from graders.result import CellIssue, GradedObject, GradingResult, PartResult
+from graders.summary_table import public_totals, shown_points, shown_status
 
 REPORT_FILE = "report.html"
 SELF_GRADE_FORMAT = "nbgrade-selfgrade/1"
@@ -71,6 +72,8 @@ class CheckView:
     hidden_inputs: bool = False
     withheld: bool = False
     """A hidden check in student mode: only its claim and outcome are shown."""
+    ran: bool = True
+    """False for a hidden check in public mode: it runs at grading, so it is neither passed nor failed."""
     detail: str | None = None
     """Instructor mode only."""
 
@@ -119,6 +122,8 @@ class PartView:
     reference_cells: tuple[CellFragment, ...]
     self_grade: SelfGradeView | None
     cells_note: str = ""
+    shown_max: float = 0.0
+    """The points the shown score is out of: in public mode, the part's public points only."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,23 @@ class ReportPage:
     self_graded_max: float
     nonce: str
     data: dict[str, Any]
+    @property
+    def banners(self) -> list[tuple[str, str]]:
+        """(kind, text) of the result's top-level messages: the student copy's note informs, the rest warn."""
+        from graders.judge import PUBLIC_COPY_NOTE
+
+        return [("info" if m == PUBLIC_COPY_NOTE else "bad", m) for m in self.result.messages]
+
+    @property
+    def autograded_max(self) -> float:
+        """What the autograded score is out of: in public mode, the public points only."""
+        return public_totals(self.result)[1] if self.result.public_only else self.result.max_score
+
+    @property
+    def at_grading_points(self) -> float:
+        """Points of hidden checks that did not run (public mode): they are judged at grading."""
+        return public_totals(self.result)[2] if self.result.public_only else 0.0
+
     @property
     def self_scored(self) -> float | None:
         """Sum of the pre-filled self-grades, None when none was given (the page's script fills it in)."""
@@ -220,12 +242,13 @@ def check_view(check: CheckResult, instructor: bool) -> CheckView:
     withheld = not instructor and check.visibility is not Visibility.VISIBLE
     if withheld:
         return CheckView(check.name, check.description, check.outcome.value, check.passed, check.score,
-                         check.max_score, withheld=True, hidden_inputs=check.hidden_inputs)
+                         check.max_score, withheld=True, hidden_inputs=check.hidden_inputs, ran=check.ran)
     return CheckView(
         check.name, check.description, check.outcome.value, check.passed, check.score, check.max_score,
-        message=check.message, expected=check.expected, got=check.got, mistake=check.mistake,
+        message=check.message, expected=check.expected, got=check.got,
+        mistake=None if check.mistake and check.mistake in check.message else check.mistake,
         warnings=check.warnings, hidden_inputs=check.hidden_inputs,
-        detail=check.detail if instructor else None,
+        detail=check.detail if instructor else None, ran=check.ran,
     )
 
 
@@ -276,7 +299,7 @@ def part_view(part: PartResult, result: GradingResult, notebook: NotebookNode | 
         cells_note = f"No cells were found under a heading for {part.id}: title the part \"{part.id} · {part.title}\"."
     return PartView(
         id=part.id, title=part.title, anchor=f"part-{part.id}", score=part.score, max_score=part.max_score,
-        self_graded_points=part.self_graded_points, status=part.status,
+        self_graded_points=part.self_graded_points, status=shown_status(part), shown_max=shown_points(part)[1],
         checks=tuple(check_view(c, instructor) for c in part.checks),
         graded_objects=part.graded_objects,
         warnings=tuple(w for w in part.warnings if w not in check_warnings),
@@ -295,7 +318,7 @@ def page_data(result: GradingResult, parts: tuple[PartView, ...]) -> dict[str, A
         "sha256": result.sha256,
         "seed": result.seed,
         "graded_at": result.graded_at,
-        "autograded": {"score": result.score, "max": result.max_score},
+        "autograded": {"score": result.score, "max": public_totals(result)[1] if result.public_only else result.max_score},
         "parts": [{"id": p.id, "score": p.score, "max": p.max_score,
                    "self_max": p.self_grade.max_points if p.self_grade else 0.0} for p in parts],
         "partial_levels": list(PARTIAL_LEVELS),

@@ -5,21 +5,59 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from graders.result import GradingResult
+from graders.result import GradingResult, PartResult
+
+
+def ran_checks(part: PartResult) -> list:
+    """The part's checks that ran (in public mode, hidden checks run only at grading)."""
+    return [c for c in part.checks if c.ran]
+
+
+def shown_points(part: PartResult) -> tuple[float, float]:
+    """(score, maximum) over the checks that ran: in public mode, the public points only."""
+    return part.score, sum(c.max_score for c in ran_checks(part))
+
+
+def shown_status(part: PartResult) -> str:
+    """The part's status judged only on checks that ran: a check that did not run is never a failure."""
+    if not any(not c.ran for c in part.checks):
+        return part.status
+    if part.max_score == 0:
+        return "self-graded"
+    ran = ran_checks(part)
+    if not ran:
+        return "at grading"
+    if all(c.passed for c in ran):
+        return "passed"
+    return "partial" if any(c.passed for c in ran) else "failed"
+
+
+def public_totals(result: GradingResult) -> tuple[float, float, float]:
+    """(public score, public points, points of checks that run only at grading)."""
+    public = sum(shown_points(p)[1] for p in result.parts)
+    return result.score, public, result.max_score - public
 
 
 def format_result(result: GradingResult, out_dir: Path | None = None) -> str:
     lines = [f"{result.assignment_title} — {result.submission}  (seed {result.seed}, {result.duration:.1f} s)"]
     lines.extend(f"  ! {message}" for message in result.messages)
-    lines.append(f"  {'part':<5} {'points':>9}  status")
+    public = result.public_only
+    lines.append(f"  {'part':<5} {'public points':>14}  status" if public else f"  {'part':<5} {'points':>9}  status")
     for part in result.parts:
         extra = f"  (+{part.self_graded_points:g} self-graded)" if part.self_graded_points else ""
-        lines.append(f"  {part.id:<5} {part.score:>4g}/{part.max_score:<4g}  {part.status}{extra}")
+        score, maximum = shown_points(part)
+        if public:
+            shown = f"{score:g} of {maximum:g}" if maximum else "—"
+            lines.append(f"  {part.id:<5} {shown:>14}  {shown_status(part)}{extra}")
+        else:
+            lines.append(f"  {part.id:<5} {part.score:>4g}/{part.max_score:<4g}  {part.status}{extra}")
         for check in part.checks:
-            if not check.passed:
+            if not check.ran:
+                lines.append(f"        · {check.name}: runs at grading ({check.max_score:g} points)")
+            elif not check.passed:
                 message = check.message.splitlines()[0] if check.message else check.outcome.value
                 lines.append(f"        ✗ {check.name}: {message[:160]}")
-                if check.mistake:
+                if check.mistake and check.mistake not in message[:160]:
                     lines.append(f"          likely mistake: {check.mistake[:160]}")
         for warning in part.warnings:
             lines.append(f"        ⚠ {warning[:160]}")
@@ -27,7 +65,11 @@ def format_result(result: GradingResult, out_dir: Path | None = None) -> str:
         lines.append(f"  cell {issue.cell + 1}: {issue.status}: {issue.summary[:140]}")
     for note in result.execution.notes[:10]:
         lines.append(f"  note: {note[:160]}")
-    lines.append(f"  total {result.score:g} / {result.max_score:g} autograded")
+    if public:
+        score, points, later = public_totals(result)
+        lines.append(f"  total {score:g} of {points:g} public points" + (f"; {later:g} more points run at grading" if later else ""))
+    else:
+        lines.append(f"  total {result.score:g} / {result.max_score:g} autograded")
     if out_dir is not None:
         lines.append(f"  written: {out_dir / 'results.json'}" + (f", {out_dir / 'report.html'}" if (out_dir / "report.html").exists() else ""))
     return "\n".join(lines)

@@ -121,7 +121,7 @@ def test_failing_report_names_each_mistake_and_the_crashed_cell(graded_failing):
     assert f'id="auto-score">{result.score:g} / 90<' in html and 0 < result.score < 90
     one_c = html.split('id="part-1C"')[1].split('id="part-1D"')[0]
     assert 'badge st-failed">failed<' in one_c
-    assert "off by a factor 2 in the exponent" in one_c
+    assert "your kernel is exp(−‖x − x′‖²/σ²): the denominator should be 2σ²" in one_c
     assert "how the notebook ran" in html.lower() and "ValueError: this cell crashes on purpose" in html
     two_a = html.split('id="part-2A"')[1].split('id="part-2B"')[0]
     assert "Cells that did not run cleanly" in two_a and "cell 6" in two_a

@@ -221,7 +221,9 @@ def test_bundle_archive_holds_the_same_package(bundle):
 
 
 def test_installed_bundle_grades_the_template_publicly_without_the_reference(bundle, tmp_path):
-    """`pip install` the student archive, then `grade --public` in a Python that cannot import the reference."""
+    """`pip install` the student archive, then `grade` (no --public) in a Python that cannot import the reference.
+
+    The student copy says first that it grades public checks only, runs them, and exits 0 (issue 17, item 3)."""
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(bundle.archive)], check=True, capture_output=True)
@@ -238,10 +240,16 @@ def test_installed_bundle_grades_the_template_publicly_without_the_reference(bun
     )
     out = tmp_path / "graded"
     env = {**os.environ, "PYTHONPATH": str(site)}
-    run = subprocess.run([sys.executable, "-c", runner, str(bundle.template), "--public", "--out", str(out), "--seed", "7"],
+    run = subprocess.run([sys.executable, "-c", runner, str(bundle.template), "--out", str(out), "--seed", "7"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"REFERENCE False {site}" in run.stdout
+    from graders.judge import PUBLIC_COPY_NOTE
+
+    lines = run.stdout.splitlines()
+    assert lines[1].strip() == f"! {PUBLIC_COPY_NOTE}", lines[:3]
+    assert "Unknown assignment" not in run.stdout and "grader failed" not in run.stdout
+    assert re.search(r"total 0 of \d+ public points", run.stdout), run.stdout
     results = json.loads((out / "results.json").read_text())
     grading = json.loads((out / "grading.json").read_text())
     assert results["score"] == 0 and grading["public_only"] is True
@@ -249,5 +257,7 @@ def test_installed_bundle_grades_the_template_publicly_without_the_reference(bun
     outputs = {t["name"]: t["output"] for t in results["tests"]}
     assert "still None, the template's placeholder" in outputs["1A · datasets_have_contract_lengths"]
     assert "NotImplementedError: still the template's stub" in outputs["2A · sigmoid_derivative_matches_autograd"]
-    assert "Hidden check: it runs when your submission is graded." in outputs["1C · kernel_matches_reference"]
+    kernel = outputs["1C · kernel_matches_reference"]
+    assert "gaussian_kernel" in kernel and "Runs at grading" not in kernel, "the kernel's formula is a public check"
+    assert "Runs at grading" in outputs["1B · logreg_accuracy_on_held_back"]
     assert (out / "report.html").is_file()

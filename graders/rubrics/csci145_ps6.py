@@ -260,6 +260,10 @@ def logreg_losses_has_100_decreasing(ctx: JudgeContext) -> None:
              mistake="check that optimizer.zero_grad(), loss.backward() and optimizer.step() run at every step.")
     if np.max(values) > 3 * values[0]:
         ctx.warn(f"the loss spikes to {np.max(values):.3g} (from {values[0]:.3g}): the learning rate may be too large.")
+    tail = float(np.mean(values[-10:]))
+    if tail > 0.8 * values[0]:
+        ctx.warn(f"the loss barely falls over 100 steps ({values[0]:.3g} → {tail:.3g} averaged over the last 10): "
+                 "the learning rate may be too small, or the model is not the one being optimised.")
 
 
 @check("1B", 6, "logreg_model reaches the test-accuracy threshold on digits the grader holds back", hidden_inputs=True)
@@ -389,7 +393,7 @@ def K_train_is_valid_kernel(ctx: JudgeContext) -> None:
         fail("K_train is not symmetric.", mistake="K_train must be the kernel of the training images with themselves: gaussian_kernel(X_train, X_train, σ).")
     diagonal = np.abs(np.diag(K) - 1).max()
     if diagonal > 1e-4:
-        fail(f"K_train's diagonal differs from 1 by up to {diagonal:.3g}.", mistake="exp(−0) = 1: the diagonal of a Gaussian kernel is 1; is a term missing?")
+        fail(f"K_train's diagonal differs from 1 by up to {diagonal:.3g}.", mistake="your kernel's diagonal is not exp(−0) = 1: a term is added to or scales the exponential (a Gaussian kernel is 1 for identical images).")
     smallest = float(np.linalg.eigvalsh(K).min())
     if smallest < -1e-3 * max(1.0, float(np.abs(np.diag(K)).max())) * len(K) ** 0.5:
         fail(f"K_train has a negative eigenvalue ({smallest:.3g}): it is not positive semi-definite.")
@@ -507,6 +511,10 @@ def kernel_model_test_accuracy(ctx: JudgeContext) -> None:
     accuracy = float(np.mean(np.argmax(logits.reshape(len(logits), -1), 1) == labels))
     ctx.require_threshold("1C.test_accuracy", accuracy, "kernel_model's accuracy on K_test",
              mistake="K_test must compare test images with the *training* images, in the same order as K_train's columns.")
+    threshold = ctx.thresholds["1C.test_accuracy"]
+    if threshold.reference_median and accuracy < threshold.reference_median - 0.15:
+        ctx.warn(f"test accuracy {accuracy:.3f} passes but is far below the reference's typical {threshold.reference_median:.3f}: "
+                 "an overfitted kernel model (σ too small, or too many steps without regularisation) fits K_train but not K_test.")
 
 
 @check("1C", 1, "a figure shows kernel-model predictions on test images", public=True)
@@ -722,6 +730,19 @@ def depth_histories_present(ctx: JudgeContext) -> None:
             fail(f"depth {depth}: the losses contain NaN or inf.")
     if all(np.allclose(train[d], test[d], rtol=1e-9, atol=0) for d in (1, 2, 3)):
         fail("test_losses equals train_losses at every epoch.", mistake="the test loss is computed on the training set: evaluate on test_loader.")
+    _warn_if_histories_doubtful(ctx, train, test)
+
+
+def _warn_if_histories_doubtful(ctx: JudgeContext, train: dict[int, np.ndarray], test: dict[int, np.ndarray]) -> None:
+    """Histories that satisfy the contract yet an expert would doubt (never a deduction)."""
+    same = [(a, b) for a, b in ((1, 2), (1, 3), (2, 3))
+            if train[a].shape == train[b].shape and np.allclose(train[a], train[b], rtol=1e-9, atol=0)]
+    if same:
+        ctx.warn(f"depths {same[0][0]} and {same[0][1]} have identical training losses at every epoch: "
+                 "is the same model (or the same depth) trained twice?")
+    if all(len(test[d]) == len(train[d]) and np.all(test[d] < train[d]) for d in (1, 2, 3)):
+        ctx.warn("the test loss is below the training loss at every epoch for every depth: "
+                 "are train_losses and test_losses swapped, or is the training loss taken before each step's update?")
 
 
 @check("2C", 6, "the training loss decreases over training for each depth", public=True)

@@ -22,7 +22,7 @@
 
   function update() {
     var all = choices();
-    var scored = 0, done = 0, missing = 0;
+    var scored = 0, done = 0, missing = 0, pointed = 0, pointedDone = 0;
     all.forEach(function (c) {
       var part = data.parts.filter(function (p) { return p.id === c.part; })[0];
       var cellEl = document.querySelector('.sg-cell[data-part="' + c.part + '"]');
@@ -31,6 +31,7 @@
       var printEl = document.querySelector('.comment-print[data-part="' + c.part + '"]');
       if (printEl) { printEl.textContent = c.comment; }
       if (c.level !== null) { scored += c.points; done += 1; }
+      if (part.self_max > 0) { pointed += 1; if (c.level !== null) { pointedDone += 1; } }
       if (cellEl) { cellEl.textContent = (c.level === null ? "—" : fmt(c.points)) + " / " + fmt(part.self_max); }
       area.classList.toggle("needed", needsComment(c));
       if (needsComment(c)) {
@@ -56,7 +57,8 @@
     var pending = document.getElementById("self-pending");
     if (pending) {
       var notes = [];
-      if (done < all.length) { notes.push((all.length - done) + " of " + all.length + " self-graded part(s) not scored yet."); }
+      // Only parts worth points count: a written part worth 0 points is never "not scored yet".
+      if (pointedDone < pointed) { notes.push((pointed - pointedDone) + " of " + pointed + " self-graded part(s) not scored yet."); }
       if (missing) { notes.push(missing + " partial score(s) still need a comment."); }
       pending.textContent = notes.length ? notes.join(" ") : "All self-graded parts scored.";
     }
