@@ -1,6 +1,6 @@
 """Reference solution of CSCI 145 Problem Set 6 (assignment ``csci145-ps6``), parts 1A–2C.
 
-Every name of the assignment contract (CONTRACT.md) is either a function defined here under that
+Every name of the assignment contract (docs/contract.md) is either a function defined here under that
 name (``gaussian_kernel``, ``sigmoid_derivative``, ``make_mlp``) or built by a function from
 data and a seed (``make_datasets`` → ``train_set``/``test_set``, ``train_logistic_regression``
 → ``logreg_model``/``logreg_losses``, …). Importing the module does no work: the graders,

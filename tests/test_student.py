@@ -40,7 +40,7 @@ CONTRACT_NAMES = {
         "P3": ("bce_loss", "bce_gradient", "bce_hessian", "histories"),
     },
 }
-"""The names /work/shared/CONTRACT.md lists for each part (written out here so the test cannot drift with the code)."""
+"""The names docs/contract.md lists for each part (written out here so the test cannot drift with the code)."""
 ASSIGNMENTS = tuple(CONTRACT_NAMES)
 
 
