@@ -523,6 +523,9 @@ class KernelSession:
         self.peak_processes = 0
         self.watchdog_errors: list[str] = []
         self.starts = 0
+        self.last_output = ""
+        self.state_pin: tuple[int, ...] = ()
+        """Identity of the prelude's state objects, as reported before any student code ran (see runtime.py)."""
         self.state_name = f"_nbgrade_{secrets.token_hex(8)}"
         """Where the prelude keeps its state in the kernel's ``sys.modules``: a name the notebook cannot know in advance."""
 
@@ -569,6 +572,7 @@ class KernelSession:
         self._watchdog = threading.Thread(target=self._watch, daemon=True, name="nbgrade-watchdog")
         self._watchdog.start()
         self.run_code(self._prelude(), timeout=120, store_history=False)
+        self.state_pin = _state_pin(self.last_output)
 
     def _prelude(self) -> str:
         values = {
@@ -757,15 +761,18 @@ class KernelSession:
             return 0
         from graders.hostfs import open_directory
 
-        try:
-            fd = open_directory(f"/proc/{self.kernel_pid}/root", (*self.workspace.sandbox_root.parts[1:], "work"))
-        except OSError:
-            return 0
-        try:
-            info = os.fstatvfs(fd)
-        finally:
-            os.close(fd)
-        return (info.f_blocks - info.f_bfree) * info.f_frsize // 1024
+        total = 0
+        for folder in ("work", "out"):  # the quota tmpfs, and the probes' own
+            try:
+                fd = open_directory(f"/proc/{self.kernel_pid}/root", (*self.workspace.sandbox_root.parts[1:], folder))
+            except OSError:
+                continue
+            try:
+                info = os.fstatvfs(fd)
+            finally:
+                os.close(fd)
+            total += (info.f_blocks - info.f_bfree) * info.f_frsize // 1024
+        return total
 
     # -------------------------------------------------------------- running code
     def run_cell(self, index: int, timeout: float, store_history: bool = True) -> CellRun:
@@ -811,6 +818,7 @@ class KernelSession:
         try:
             run = self.run_cell(index, timeout, store_history)
         finally:
+            self.last_output = "".join(str(o.get("text", "")) for o in cells[index].get("outputs", []))[:4096]
             cells.pop(index)
         return run
 
@@ -826,6 +834,15 @@ class KernelSession:
         self.kill(reason)
         self.dead = True
         return True
+
+
+_STATE_PIN = re.compile(r"^nbgrade-state (\d+) (\d+) (\d+) (\d+)$", re.M)
+
+
+def _state_pin(prelude_output: str) -> tuple[int, ...]:
+    """(id of the state module, of its two functions, its nonce) from the prelude's one line of output."""
+    match = _STATE_PIN.search(prelude_output)
+    return tuple(int(value) for value in match.groups()) if match else ()
 
 
 def _cell_outcome(index: int, cell: NotebookNode, duration: float, kill_reason: str | None) -> CellRun:

@@ -215,6 +215,10 @@ class Exchange:
             os.close(fd)
 
 
+TAMPERED_PROBLEM = ("your notebook replaced or changed the grader's own state in the kernel (the module the grader "
+                    "keeps in sys.modules, or its functions), so nothing observed in it can be trusted")
+
+
 def read_part_directory(part: str, directory: Path, limits: ReadLimits = ReadLimits()) -> PartObservation:
     """A part's results from a folder on this machine (students' local checks, tests)."""
     try:
@@ -234,14 +238,16 @@ def _refused_note(refused: list[str]) -> str:
     return ("the grader refused some of what the probe wrote: " + "; ".join(refused[:5]))[:500] if refused else ""
 
 
-def runtime_source(state_name: str) -> str:
-    """The probes' toolkit, told where this kernel's prelude keeps its state (a name drawn per session)."""
-    return kernel_source("runtime").replace('_STATE_NAME = "_nbgrade"', f"_STATE_NAME = {state_name!r}", 1)
+def runtime_source(state_name: str, pin: tuple[int, ...] = ()) -> str:
+    """The probes' toolkit, told where this kernel's prelude keeps its state and which objects it must be."""
+    return (kernel_source("runtime").replace('_STATE_NAME = "_nbgrade"', f"_STATE_NAME = {state_name!r}", 1)
+            .replace("_STATE_PIN = ()", f"_STATE_PIN = {tuple(pin)!r}", 1))
 
 
-def probe_cell(inputs: Path, outputs: Path, part: str, probe_source: str, call_timeout: float, state_name: str) -> str:
+def probe_cell(inputs: Path, outputs: Path, part: str, probe_source: str, call_timeout: float,
+               state_name: tuple[str, tuple[int, ...]]) -> str:
     """Source of the cell that runs one part's probe in a private namespace in the kernel."""
-    code = runtime_source(state_name) + "\n" + probe_source + "\n"
+    code = runtime_source(*state_name) + "\n" + probe_source + "\n"
     call = f"run_probe(USER_NS, {str(inputs)!r}, {str(outputs)!r}, {part!r}, probe_{part}, {float(call_timeout)!r})"
     return _private_exec(code + call, f"<grader probe {part}>")
 
@@ -256,17 +262,18 @@ def _private_exec(code: str, filename: str) -> str:
     )
 
 
-def warm_up_cell(probe_source: str, state_name: str) -> str:
+def warm_up_cell(probe_source: str, state_name: tuple[str, tuple[int, ...]]) -> str:
     """Source of a cell that imports what the probes need (torch …) before any part's time limit starts."""
-    return _private_exec(runtime_source(state_name) + "\n" + probe_source + "\n", "<grader warm-up>")
+    return _private_exec(runtime_source(*state_name) + "\n" + probe_source + "\n", "<grader warm-up>")
 
 
-def meta_cell(outputs: Path, state_name: str) -> str:
+def meta_cell(outputs: Path, state_name: tuple[str, tuple[int, ...]]) -> str:
     """Source of the cell that reports figures and the names the notebook defined."""
-    code = runtime_source(state_name) + (
+    code = runtime_source(*state_name) + (
         "\n_figures = getattr(_STATE, 'figures', lambda: [])\n"
         f"with open({str(outputs / 'values.json')!r}, 'w') as _h:\n"
-        "    _json.dump({'figures': _figures(), 'names': defined_names(USER_NS), 'restored': RESTORED[:50]}, _h, default=str)\n"
+        "    _json.dump({'figures': [] if TAMPERED else _figures(), 'names': defined_names(USER_NS), 'restored': RESTORED[:50], "
+        "'tampered': TAMPERED}, _h, default=str)\n"
     )
     return _private_exec(code, "<grader meta>")
 
@@ -281,7 +288,7 @@ def observe(
     """
     exchange = Exchange.create(session)
     session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30 + WARM_UP_SECONDS
-    recovery = KernelRecovery(session, executed, warm_up_cell(plan.source, session.state_name))
+    recovery = KernelRecovery(session, executed, warm_up_cell(plan.source, (session.state_name, session.state_pin)))
     first = next(iter(plan.inputs), "the first part")
     meta = {}
     if recovery.ensure_running(first):
@@ -298,6 +305,8 @@ def observe(
     figures = [_figure(record, by_source) for record in meta.get("figures", []) if isinstance(record, dict)]
     names = [n for n in meta.get("names", []) if isinstance(n, dict)]
     notes = [*_restored_note(meta, parts), *recovery.notes]
+    if meta.get("tampered"):
+        notes.insert(0, _sentence(TAMPERED_PROBLEM) + "; no figure it recorded counts.")
     return Observations(parts, figures, names, image_outputs(executed), notes)
 
 
@@ -305,9 +314,11 @@ def _observe_part(
     session: KernelSession, exchange: Exchange, part: str, inputs: dict[str, Any], source: str, timeout: float
 ) -> PartObservation:
     cell = probe_cell(exchange.part_inputs(part, inputs), exchange.part_outputs(part), part, source,
-                      call_timeout=timeout * 0.8, state_name=session.state_name)
+                      call_timeout=timeout * 0.8, state_name=(session.state_name, session.state_pin))
     run = session.run_code(cell, timeout=timeout)
     values, arrays, refused = exchange.read(part) if session.alive else (None, {}, [])
+    if values is not None and values.get("tampered"):
+        return PartObservation(part, {}, {}, "error", TAMPERED_PROBLEM)
     if run.status == "ok" and values is not None:
         return PartObservation(part, values, arrays, problem=_refused_note(refused))
     problem = {
@@ -426,7 +437,7 @@ def _restored_note(meta: dict[str, Any], parts: dict[str, PartObservation]) -> l
 
 
 def _read_meta(session: KernelSession, exchange: Exchange, timeout: float) -> dict[str, Any]:
-    session.run_code(meta_cell(exchange.part_outputs("_meta"), session.state_name), timeout=timeout)
+    session.run_code(meta_cell(exchange.part_outputs("_meta"), (session.state_name, session.state_pin)), timeout=timeout)
     values, _arrays, _refused = exchange.read("_meta") if session.alive else (None, {}, [])
     return values or {}
 

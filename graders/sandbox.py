@@ -228,8 +228,10 @@ def _hide(libc: ctypes.CDLL, directories: tuple[str, ...], root: str, report: Sa
 
 SANDBOX_ENTRIES = ("work", "home", "data", "ipc", "run", "inputs", "out")
 """What the sandbox folder holds in the new root (see :class:`graders.execute.Workspace`)."""
-WRITABLE = ("work", "home", "tmp", "shm", "out")
-"""Folders of the one quota tmpfs: the kernel's folder and HOME, /tmp, /dev/shm, the probes' outputs."""
+WRITABLE = ("work", "home", "tmp", "shm")
+"""Folders of the one quota tmpfs: the kernel's folder and HOME, /tmp, /dev/shm."""
+OUTPUT_BYTES = 256 * 2**20
+"""The probes' outputs have a tmpfs of their own: a notebook that fills its disk does not stop them."""
 DEVICES = ("null", "zero", "full", "random", "urandom")
 """The only device nodes in the sandbox's /dev."""
 
@@ -292,6 +294,9 @@ def _quota_tmpfs(libc: ctypes.CDLL, spec: SandboxSpec) -> str:
         os.lchown(os.path.join(folder, "data"), owner, owner)
         os.chown(folder, owner, owner)
         os.chmod(folder, 0o700)
+    out = os.path.join(writable, "out")
+    os.mkdir(out)
+    _mount(libc, "tmpfs", out, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, f"size={OUTPUT_BYTES},nr_inodes=4096,mode=755")
     return writable
 
 

@@ -9,8 +9,13 @@
 import sys as _sys
 
 _STATE_NAME = "_nbgrade"
+_STATE_PIN = ()
 _STATE = _sys.modules.get(_STATE_NAME)
-RESTORED = list(_STATE.restore_pristine()) if hasattr(_STATE, "restore_pristine") else []
+TAMPERED = bool(_STATE_PIN) and (
+    id(_STATE), id(getattr(_STATE, "restore_pristine", None)), id(getattr(_STATE, "figures", None)),
+    getattr(_STATE, "nonce", None)) != tuple(_STATE_PIN)
+"""The notebook replaced the prelude's state (or its functions): nothing it records can be trusted."""
+RESTORED = list(_STATE.restore_pristine()) if hasattr(_STATE, "restore_pristine") and not TAMPERED else []
 
 import json as _json
 import os as _os
@@ -199,6 +204,8 @@ def defined_names(user_ns):
 
 def run_probe(user_ns, inputs_dir, out_dir, part, probe, call_timeout):
     P = Probe(user_ns, inputs_dir, out_dir, part, call_timeout)
+    if TAMPERED:
+        P.values["tampered"] = True
     if RESTORED:
         P.values["restored"] = RESTORED[:50]
     try:
