@@ -244,3 +244,21 @@ def test_the_batch_step_writes_the_csv_the_summary_section_and_inert_side_by_sid
     copy_page = (out / next(r["page"] for r in rows if {r["a_id"], r["b_id"]} == {"alice", "carol"})).read_text()
     assert "Content-Security-Policy" in copy_page and "default-src 'none'" in copy_page
     assert "&lt;script&gt;" + PWN in copy_page and 'class="line m1"' in copy_page
+
+
+def test_renaming_reformatting_and_comments_do_not_change_the_normalised_code():
+    from graders.similarity import normalise
+
+    one = normalise("def kernel(X, s):\n    # squared distances\n    d = (X ** 2).sum(1)\n    return torch.exp(-d / s)  # done\n")
+    two = normalise("def k2(A,sig):\n  d2=(A**2).sum(1)   ;\n\n  return torch.exp(  -d2/sig )\n")
+    assert one[0].replace(";", "") == two[0].replace(";", "") == "defF(V,V):V=(V**2).V(1)returnV.V(-V/V)"
+    assert one[1].tolist()[:1] == [0] and one[1].tolist()[-1] == 3  # each character knows its source line
+
+
+def test_magics_and_cells_the_tokenizer_rejects_are_still_compared():
+    kernel_cell = next(c.source for c in reference().cells if c.source.startswith("def gaussian_kernel"))
+    broken = "%matplotlib inline\n!pip install torch\n" + kernel_cell + "\nprint((K_train"  # unclosed: Pygments fallback
+    notebooks = {name: make_notebook([("markdown", "## 1C · Kernel"), disguise(broken, salt)], assignment=ASSIGNMENT)
+                 for salt, name in enumerate(("gus", "hal"))}
+    notebooks["erin"] = template()
+    assert pairs_of(report_of(notebooks)) == {frozenset(("gus", "hal")): ("1C",)}
