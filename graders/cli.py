@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from graders.batch import BatchOptions
 
 COMMANDS = ("grade", "pdf", "student", "gradescope", "data", "help")
+"""Building the parser imports none of the commands' modules (``grade help`` and ``grade x.ipynb`` start fast);
+defaults quoted in help texts (``$NBGRADE_CHROMIUM``, a 10-minute timeout) are checked by tests/test_cli.py."""
 GRADABLE_SUFFIXES = (".ipynb", ".zip")
 GRADABLE_MARKERS = ("submission_metadata.yml",)
 MAX_ENTRIES_LOOKED_AT = 20_000
@@ -122,8 +124,6 @@ def add_grade_command(commands: argparse._SubParsersAction) -> None:
 
 
 def add_pdf_command(commands: argparse._SubParsersAction) -> None:
-    from graders.pdf import CHROMIUM_ENV
-
     pdf = commands.add_parser(
         "pdf", help="a Gradescope-ready PDF of a notebook, each part on its own page",
         description="Print a notebook to PDF for Gradescope with a headless Chromium-based browser (Chromium, Google "
@@ -139,7 +139,7 @@ def add_pdf_command(commands: argparse._SubParsersAction) -> None:
     pdf.add_argument("--self-grade", type=Path, help="a self-grade exported by the report page (JSON), printed into the "
                      "appended rubric")
     pdf.add_argument("--assignment", choices=ASSIGNMENT_IDS, help="assignment id (detected from the notebook when omitted)")
-    pdf.add_argument("--chromium", metavar="PATH", help=f"the browser executable (default: ${CHROMIUM_ENV}, then the "
+    pdf.add_argument("--chromium", metavar="PATH", help="the browser executable (default: $NBGRADE_CHROMIUM, then the "
                      "usual names on PATH and install locations)")
     pdf.add_argument("--seed", type=int, help="seed when grading or executing")
     pdf.add_argument("--timeout", type=float, help="total seconds the notebook may run (default 600)")
@@ -161,15 +161,13 @@ def add_student_command(commands: argparse._SubParsersAction) -> None:
 
 
 def add_gradescope_command(commands: argparse._SubParsersAction) -> None:
-    from graders.autograder import GRADESCOPE_DEFAULT_TIMEOUT_MINUTES
-
     gradescope = commands.add_parser(
         "gradescope", help="build the Gradescope autograder zip of an assignment",
         description="Build the Gradescope autograder zip: setup.sh, run_autograder, the harness and an instructor README "
                     "stating the Gradescope settings (timeout, memory, CPU) the assignment was measured to need.")
     gradescope.add_argument("assignment", choices=ASSIGNMENT_IDS, metavar="ASSIGNMENT", help="one of: " + ", ".join(ASSIGNMENT_IDS))
     gradescope.add_argument("-o", "--out", type=Path, required=True, help="the zip to write (autograder.zip)")
-    gradescope.add_argument("--timeout-minutes", type=int, help=f"Gradescope's autograder timeout (default {GRADESCOPE_DEFAULT_TIMEOUT_MINUTES})")
+    gradescope.add_argument("--timeout-minutes", type=int, help="Gradescope's autograder timeout (default 10)")
     gradescope.add_argument("--memory-mb", type=int, help="Gradescope's container memory (default: what the assignment "
                             "was measured to need)")
     gradescope.set_defaults(run=run_gradescope)

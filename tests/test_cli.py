@@ -92,6 +92,16 @@ def test_a_class_folder_named_data_is_graded_as_a_batch(tmp_path, monkeypatch):
         options.jobs = 2  # frozen
 
 
+def test_the_help_quotes_the_libraries_defaults_without_importing_them(capsys):
+    from graders.autograder import GRADESCOPE_DEFAULT_TIMEOUT_MINUTES
+    from graders.pdf import CHROMIUM_ENV
+
+    main(["help", "pdf"])
+    assert f"${CHROMIUM_ENV}" in capsys.readouterr().out
+    main(["help", "gradescope"])
+    assert f"(default {GRADESCOPE_DEFAULT_TIMEOUT_MINUTES})" in " ".join(capsys.readouterr().out.split())
+
+
 def test_no_module_but_the_cli_parses_arguments():
     for module in ("pdf", "bundle", "batch", "autograder"):
         source = (REPO / "graders" / f"{module}.py").read_text()
