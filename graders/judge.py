@@ -16,6 +16,7 @@ from nbformat import NotebookNode
 
 from graders.checks import CheckFailure, CheckResult, CheckSpec, Outcome, Rubric, fail, not_run
 from graders.execute import CellRun, ExecutedNotebook
+from graders.kernel.naming import name_relates
 from graders.observe import FigureRecord, Found, Observations, PartObservation, cells_defining
 from graders.result import GradedObject
 
@@ -64,6 +65,9 @@ class JudgeContext:
         found = obs.found(contract)
         if found.found_as is None:
             not_run(self.missing_message(contract, found))
+        if found.how == "discovered" and not name_relates(contract, found.found_as):
+            self.warn(f"`{found.found_as}` was graded as `{contract}` because {found.reason}, although the two names "
+                      f"share nothing: if it is not your `{contract}`, define `{contract}` under that name.")
         return found
 
     def missing_message(self, contract: str, found: Found) -> str:

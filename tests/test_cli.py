@@ -159,6 +159,24 @@ def test_discovery_binds_no_name_that_shares_nothing_with_the_contract():
         assert name_relates(contract, found), (contract, found)
 
 
+def test_an_object_discovered_under_an_unrelated_name_is_graded_with_a_warning():
+    from types import SimpleNamespace
+
+    from graders.judge import JudgeContext
+    from graders.observe import Found
+
+    def context(found: Found) -> JudgeContext:
+        part = SimpleNamespace(status="ok", problem="", found=lambda contract: found)
+        return JudgeContext("P3", SimpleNamespace(part=lambda pid: part), {}, None, {}, None, {})
+
+    stranger = context(Found("bce_loss", "gaussian_kernel", "discovered", "`gaussian_kernel` is the only function of (w, X, y)"))
+    assert stranger.require("bce_loss").found_as == "gaussian_kernel"
+    assert stranger.warnings and "share nothing" in stranger.warnings[0]
+    relative = context(Found("bce_loss", "bceLoss", "discovered", "`bceLoss` is the only function of (w, X, y)"))
+    relative.require("bce_loss")
+    assert relative.warnings == []
+
+
 def test_the_naming_rule_runs_as_kernel_text():
     from graders.kernel import kernel_source
 
