@@ -155,7 +155,8 @@ def test_discovery_binds_no_name_that_shares_nothing_with_the_contract():
     assert not name_relates("bce_hessian", "make_mlp") and not name_relates("bce_loss", "f")
     for contract, found in [("bce_loss", "bceLoss"), ("bce_loss", "loss_bce"), ("bce_loss", "bl"),
                             ("gaussian_kernel", "gauss_k"), ("gaussian_kernel", "gk"), ("histories", "history"),
-                            ("MNISTTwoView", "TwoViewMNIST"), ("sigmoid_derivative", "dsigmoid"), ("make_mlp", "build_mlp")]:
+                            ("MNISTTwoView", "TwoViewMNIST"), ("sigmoid_derivative", "dsigmoid"), ("make_mlp", "build_mlp"),
+                            ("train_set", "trn"), ("test_set", "tst")]:
         assert name_relates(contract, found), (contract, found)
 
 

@@ -21,10 +21,18 @@ def name_words(name):
     return [word.lower() for word in _NAMING_WORD.findall(name) if not word.isdigit()]
 
 
+def _naming_abbreviates(short, long):
+    """`trn` for train, `tst` for test, `grd` for gradient: same first letter, then letters in order."""
+    if len(short) >= len(long) or short[0] != long[0]:
+        return False
+    rest = iter(long[1:])
+    return all(letter in rest for letter in short[1:])
+
+
 def _naming_words_relate(a, b):
     if len(a) < _NAMING_MIN_WORD or len(b) < _NAMING_MIN_WORD:
         return False
-    if a.startswith(b) or b.startswith(a):
+    if a.startswith(b) or b.startswith(a) or _naming_abbreviates(a, b) or _naming_abbreviates(b, a):
         return True
     prefix = 0
     for x, y in zip(a, b):
@@ -39,8 +47,8 @@ def _naming_initials(words):
 
 
 def name_relates(contract, found):
-    """True when `found` shares something with `contract`: a word (or its stem), a word inside
-    the other written without separators, or the initials of its words.
+    """True when `found` shares something with `contract`: a word (or its stem, or its consonant
+    abbreviation), a word inside the other written without separators, or the initials of its words.
 
     `bce_loss` relates to `bceLoss`, `loss_bce`, `my_loss`, `bceloss` and `bl`; `gaussian_kernel`
     relates to `kernel`, `gauss_k` and `gk`; `histories` to `history`; `bce_loss` does not relate
