@@ -168,6 +168,8 @@ def test_scheduler_run_equals_local_run_and_uses_both_workers(tmp_path, loopback
     assert {entry["worker"] for entry in manifest.values()} == {"w1", "w2", ""}  # not_json is read by the client
     for item_id in dask_rows:
         assert {"results.json", "grading.json"} <= {p.name for p in (tmp_path / "dask" / item_id).iterdir()}
+    # the similarity report is made by the client, from the submitted notebooks: the same on Dask as locally
+    assert (tmp_path / "dask" / "similarity.csv").read_text() == (tmp_path / "local" / "similarity.csv").read_text()
 
 
 def test_killing_a_worker_mid_run_still_gives_a_complete_gradebook(tmp_path, loopback_cluster):

@@ -262,3 +262,23 @@ def test_magics_and_cells_the_tokenizer_rejects_are_still_compared():
                  for salt, name in enumerate(("gus", "hal"))}
     notebooks["erin"] = template()
     assert pairs_of(report_of(notebooks)) == {frozenset(("gus", "hal")): ("1C",)}
+
+
+def test_a_failing_similarity_step_leaves_the_grades_and_says_why(tmp_path, monkeypatch):
+    import graders.similarity
+    from graders.batch import SUMMARY_NAME, BatchRun, Manifest
+    from graders.collect import collect_submissions
+    from tests.conftest import fast_config
+
+    def broken(*args, **kwargs):
+        raise MemoryError("synthetic")
+
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    write_notebook(template(), folder / "erin.ipynb")
+    monkeypatch.setattr(graders.similarity, "batch_similarity", broken)
+    run = BatchRun(collect_submissions(folder), out, fast_config(), Manifest(seed=1), force=True)
+    run.write_outputs()
+    assert "The similarity report could not be made: MemoryError: synthetic" in (out / SUMMARY_NAME).read_text()
+    assert (out / "gradebook.csv").is_file() and not (out / SIMILARITY_CSV).exists()
