@@ -122,7 +122,6 @@ class Fingerprinted:
     """… and the filtered position where each one's k-gram starts."""
     own: np.ndarray
     """Mask of the filtered characters covered by the fingerprints: the notebook's own code, as compared."""
-
     keys: np.ndarray
     """The distinct fingerprints, sorted."""
 
