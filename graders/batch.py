@@ -439,7 +439,7 @@ def check_assignment(collected: CollectedBatch, assignment_id: str) -> None:
         first_id, first = contradicting[0]
         raise AssignmentMismatch(
             f"--assignment {assignment_id} contradicts {len(contradicting)} of {len(collected.items)} notebooks "
-            f"(e.g. {first_id}: {first.evidence}, like {first.detected}); nothing was graded. Check the assignment id, "
+            f"(e.g. {first_id}: {first.evidence}); nothing was graded. Check the assignment id, "
             "or pass --force-assignment to grade them as it anyway (each result will say so)"
         )
 
