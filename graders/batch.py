@@ -25,6 +25,7 @@ The orchestrator, as a list of named steps (:func:`grade_batch`):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -181,7 +182,12 @@ def grade_batch(
     try:
         archives.extend((path, collect_archive(path, out_dir)) for path in compare_with)
         if config.assignment and check_assignment_first:
-            check_assignment(collected, config.assignment)
+            try:
+                check_assignment(collected, config.assignment)
+            except AssignmentMismatch:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # made just now for this batch, and nothing was graded into it
+                raise
         manifest = Manifest.load(out_dir)
         config = replace(config, seed=batch_seed(config, manifest), limits=config.limits.scaled_for_workers(workers))
         manifest.seed = config.seed
