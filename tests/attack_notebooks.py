@@ -718,3 +718,44 @@ class DiskSampler:
     @property
     def drop_mb(self) -> float:
         return (self.before - self.lowest) / 2**20
+
+
+# =============================================================================================
+# 4 (cont.). Output the grader's caps do not count
+# =============================================================================================
+_UNCOUNTED_OUTPUT = r'''
+import json
+from jupyter_client.session import Session
+
+kernel = get_ipython().kernel
+parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
+
+
+def send(content, kind="display_data"):
+    # Session.send of the class: the prelude's cap patched only the instance's send.
+    Session.send(kernel.session, kernel.iopub_socket, kind, content, parent=parent, ident=kind.encode())
+
+
+pad = "m" * {chars}
+deep = pad
+for _ in range(7):
+    deep = {{"d": deep}}
+SENT = {{"metadata": 0, "deep": 0, "keys": 0, "ename": 0, "stream name": 0}}
+for _ in range({each}):
+    send({{"data": {{"text/plain": "x"}}, "metadata": {{"pad": pad}}, "transient": {{}}}})  # metadata is not counted
+    SENT["metadata"] += 1
+    send({{"data": {{"text/plain": "y", "application/json": deep}}, "metadata": {{}}, "transient": {{}}}})  # nesting past depth 4
+    SENT["deep"] += 1
+    send({{"data": {{"text/plain": "z", "application/json": {{pad: 1}}}}, "metadata": {{}}, "transient": {{}}}})  # dict keys
+    SENT["keys"] += 1
+    send({{"ename": pad, "evalue": "", "traceback": []}}, "error")  # an error's name is not counted
+    SENT["ename"] += 1
+    send({{"name": pad, "text": "w"}}, "stream")  # nor a stream's name
+    SENT["stream name"] += 1
+print("ATTACK-UNCOUNTED", json.dumps({{"sent": SENT, "chars_each": len(pad)}}))
+'''
+
+
+def uncounted_output_cells(chars: int = 12_000_000, each: int = 8) -> list[Cell]:
+    """Display messages (under the grader's 16 MB message limit) whose text sits where the caps do not count it."""
+    return [*CORRECT_2A, _UNCOUNTED_OUTPUT.format(chars=chars, each=each)]

@@ -44,6 +44,7 @@ from tests.attack_notebooks import (
     probe_bloat_cells,
     sandbox_owned,
     surrogate_notebook_bytes,
+    uncounted_output_cells,
     write_cells,
 )
 from tests.conftest import REPO, fast_config
@@ -198,6 +199,19 @@ def test_bloated_probe_outputs_keep_the_graders_memory_bounded(tmp_path):
     assert bloat["values_json_bytes"] > 5_000_000 and bloat["npy_bytes"] > 70_000_000, bloat  # the patches were live
     assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB while reading the probes' files"
     valid_results(out)
+
+
+def test_output_hidden_in_metadata_nesting_or_keys_keeps_the_graders_memory_bounded(tmp_path):
+    (tmp_path / "warm").mkdir()
+    grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
+    with PeakMemory() as memory:
+        result, out = grade(uncounted_output_cells(), tmp_path, config(cell_timeout=90, total_timeout=180))
+    sent = printed_json(out, "ATTACK-UNCOUNTED")
+    assert min(sent["sent"].values()) > 0, sent  # the messages did leave the kernel
+    assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB on output its caps did not count"
+    assert (out / "executed.ipynb").stat().st_size < 50 * 2**20, "the executed notebook kept the uncounted output"
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
 
 
 @needs_root
