@@ -241,7 +241,7 @@ def _refused_note(refused: list[str]) -> str:
 def runtime_source(state_name: str, pin: tuple[int, ...] = ()) -> str:
     """The probes' toolkit, told where this kernel's prelude keeps its state and which objects it must be."""
     return (kernel_source("runtime").replace('_STATE_NAME = "_nbgrade"', f"_STATE_NAME = {state_name!r}", 1)
-            .replace("_STATE_PIN = ()", f"_STATE_PIN = {tuple(pin)!r}", 1))
+            .replace("_STATE_PIN = ()", f"_STATE_PIN = {tuple(pin)!r}", 1) + "\n" + kernel_source("naming"))
 
 
 def probe_cell(inputs: Path, outputs: Path, part: str, probe_source: str, call_timeout: float,

@@ -223,9 +223,10 @@ def cap_output(limit):
         kind = msg_or_type.get("header", {}).get("msg_type") if is_message else msg_or_type
         body = msg_or_type.get("content") if is_message else content
         if isinstance(body, dict) and kind in outputs:
-            body = _capped(_encodable(body), kind, limit, used)
+            body = _capped(body, kind, limit, used)
             if body is None:
                 return None
+            body = _encodable(body)
         elif isinstance(body, dict) and kind in ("error", "execute_reply"):
             body = _short_error(_encodable(body))
         if is_message:
@@ -241,6 +242,8 @@ def cap_output(limit):
 def _encodable(value, depth=0):
     """``value`` with every string made UTF-8-encodable (a lone surrogate would stop the message being sent)."""
     if isinstance(value, str):
+        if value.isascii():
+            return value
         try:
             value.encode("utf-8")
             return value

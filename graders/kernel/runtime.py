@@ -70,7 +70,7 @@ class Probe:
                 if name.startswith("_") or _is_ipython_name(name):
                     continue
                 try:
-                    if predicate(value):
+                    if predicate(value) and _may_stand_for(contract, name, value):
                         matches.append(name)
                 except Exception:
                     continue
@@ -147,6 +147,15 @@ def _satisfies(predicate, value):
 
 def _raise_timeout(signum, frame):
     raise ProbeTimeout()
+
+
+def _may_stand_for(contract, name, value):
+    """A function found only by its signature must also be named like the contract name (graders/kernel/naming.py):
+    `gaussian_kernel(X1, X2, sigma)` has bce_loss's three arguments, and is not bce_loss."""
+    relates = globals().get("name_relates")
+    if relates is None or not callable(value) or isinstance(value, type) or not hasattr(value, "__code__"):
+        return True
+    return relates(contract, name)
 
 
 def _is_ipython_name(name):
