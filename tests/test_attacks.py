@@ -33,6 +33,8 @@ from tests.attack_notebooks import (
     DiskSampler,
     cross_part_figure_cells,
     device_cells,
+    exfiltrate_cells,
+    exfiltrate_payload,
     disk_fill_cells,
     forged_figure_cells,
     hidden_data_cells,
@@ -134,14 +136,12 @@ def test_symlinks_swapped_in_by_a_thread_never_redirect_the_grader(mode, tmp_pat
 # ---------------------------------------------------------------------------------------------
 # 3. Hidden data and forged observations
 # ---------------------------------------------------------------------------------------------
-@needs_root
-def test_held_back_digits_cannot_be_read_or_looked_up_in_the_sandbox(tmp_path, monkeypatch, mnist_root):
-    from graders.mnist import load_mnist_arrays
-
+def recording_hidden_inputs(monkeypatch) -> list[dict]:
+    """Record the hidden inputs the grader draws (with its own function) in each grading."""
     used: list[dict] = []
     original = graders.grade.get_assignment
 
-    def recording(assignment_id):  # the held-back digits the grader actually draws, with its own function
+    def recording(assignment_id):
         assignment = original(assignment_id)
 
         def hidden_inputs(seed, root):
@@ -152,6 +152,14 @@ def test_held_back_digits_cannot_be_read_or_looked_up_in_the_sandbox(tmp_path, m
         return replace(assignment, hidden_inputs=hidden_inputs)
 
     monkeypatch.setattr(graders.grade, "get_assignment", recording)
+    return used
+
+
+@needs_root
+def test_held_back_digits_cannot_be_read_or_looked_up_in_the_sandbox(tmp_path, monkeypatch, mnist_root):
+    from graders.mnist import load_mnist_arrays
+
+    used = recording_hidden_inputs(monkeypatch)  # the held-back digits the grader actually draws, with its own function
     test_images, _ = load_mnist_arrays(train=False, root=mnist_root)  # every held-back digit is one of these
     candidates = {image_key(image) for image in test_images}
     result, out = grade(hidden_data_cells(candidates), tmp_path, config(cell_timeout=90, total_timeout=200))
@@ -163,6 +171,23 @@ def test_held_back_digits_cannot_be_read_or_looked_up_in_the_sandbox(tmp_path, m
     assert not readable, f"{len(readable)} of the {len(held_back)} held-back 1B digits are readable in the sandbox: {scan['image_files']}"
     accuracy = check_scores(result, "1B", "test-accuracy")
     assert accuracy == [0.0], f"a lookup 'model' earned the held-back accuracy points ({scan['labelled_files']})"
+    valid_results(out)
+
+
+@needs_root
+def test_held_back_digits_do_not_leak_to_the_student_through_error_messages(tmp_path, monkeypatch):
+    used = recording_hidden_inputs(monkeypatch)
+    cfg = replace(config(), write_report=True)
+    result, out = grade(exfiltrate_cells(), tmp_path, cfg)
+    assert printed(out, "ATTACK-EXFILTRATE"), "the exfiltrating model was not defined"
+    assert used, "could not observe the grader's hidden inputs"
+    payload = exfiltrate_payload(used[-1]["1B"]["images"])
+    pieces = {payload[:48], payload.replace("+", "_").replace("/", "_").replace("=", "")[:48]}
+    student_files = [out / "results.json", *([out / "report.html"] if (out / "report.html").exists() else [])]
+    for path in student_files:
+        text = path.read_text(errors="replace")
+        leaked = [piece for piece in pieces if piece in text]
+        assert not leaked, f"{path.name} shows the student the held-back digits their model was fed ({len(payload)} characters)"
     valid_results(out)
 
 
