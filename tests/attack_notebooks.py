@@ -810,3 +810,30 @@ def exfiltrate_payload(images, count: int = 4) -> str:
 
     rows = np.ascontiguousarray(np.asarray(images, dtype=np.uint8).reshape(len(images), -1)[:count])
     return base64.b64encode(zlib.compress(rows.tobytes(), 9)).decode()
+
+
+# =============================================================================================
+# 1 (cont.). Gaining privileges inside the sandbox (setuid programs)
+# =============================================================================================
+def privilege_cells() -> list[Cell]:
+    """Report no_new_privs, capabilities, and the setuid/setgid programs that would take effect."""
+    return [
+        *CORRECT_2A,
+        "import os, sys, json, stat\n"
+        "status = dict(line.split(':', 1) for line in open('/proc/self/status') if ':' in line)\n"
+        "effective = []\n"
+        "for top in ('/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc', sys.prefix, sys.base_prefix):\n"
+        "    for base, dirs, files in os.walk(top):\n"
+        "        for name in files:\n"
+        "            path = os.path.join(base, name)\n"
+        "            try:\n"
+        "                info = os.lstat(path)\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o6000 and info.st_mode & 0o111:\n"
+        "                if not os.statvfs(path).f_flag & os.ST_NOSUID:\n"
+        "                    effective.append(path)\n"
+        "print('ATTACK-PRIVILEGES', json.dumps({'uid': os.getuid(), 'no_new_privs': status.get('NoNewPrivs', '').strip(),\n"
+        "      'cap_bounding': status.get('CapBnd', '').strip(), 'cap_effective': status.get('CapEff', '').strip(),\n"
+        "      'setuid_programs_in_effect': sorted(set(effective))[:40]}))",
+    ]

@@ -43,6 +43,7 @@ from tests.attack_notebooks import (
     plant_cells,
     printed,
     printed_json,
+    privilege_cells,
     probe_bloat_cells,
     sandbox_owned,
     surrogate_notebook_bytes,
@@ -107,6 +108,17 @@ def test_planted_modules_and_pth_files_never_run_outside_the_sandbox(tmp_path):
     assert not pwned, f"code planted by the notebook ran on the host: {evidence}"
     valid_results(out)
     assert part_scores(result)["2A"] == 5.0, result.execution
+
+
+@needs_root
+def test_no_program_in_the_sandbox_can_gain_privileges(tmp_path):
+    result, out = grade(privilege_cells(), tmp_path)
+    report = printed_json(out, "ATTACK-PRIVILEGES")
+    assert report["uid"] in range(61000, 65000), report  # the kernel runs as a sandbox uid
+    assert int(report["cap_effective"] or "0", 16) == 0, report
+    assert report["no_new_privs"] == "1" or not report["setuid_programs_in_effect"], (
+        f"setuid programs take effect in the sandbox (no nosuid mount, no no_new_privs): {report}")
+    valid_results(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +212,8 @@ def test_forged_figure_records_earn_no_figure_points(mode, tmp_path):
     assert check_scores(result, "1B", "figure") == [0.0], f"1B's 10-image figure was credited though none was drawn: {credited}"
     assert all(s == 0.0 for s in check_scores(result, "2C", "figure")), f"2C's curves were credited though none was drawn: {credited}"
     assert not any(credited.values()), f"figure points without a figure: {credited}"
-    assert part_scores(result)["2A"] == 5.0
+    # A replaced grader state voids everything observed after it (README: sandbox); a mutated list only its figures.
+    assert part_scores(result)["2A"] == (0.0 if mode == "replace_module" else 5.0)
     valid_results(out)
 
 
