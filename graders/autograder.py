@@ -100,9 +100,9 @@ class AutograderBudget:
 
 BUDGETS: dict[str, AutograderBudget] = {
     "csci145-ps6": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=20, container_memory_mb=768,
-                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=659, seconds=54, runs=4)),
+                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=659, seconds=54, runs=6)),
     "ece685d-hw2": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=45, container_memory_mb=768,
-                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=614, seconds=50, runs=4)),
+                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=620, seconds=50, runs=6)),
 }
 
 
