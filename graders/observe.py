@@ -463,13 +463,36 @@ def _figure(record: dict[str, Any], by_source: dict[str, int]) -> FigureRecord:
     )
 
 
+MIN_FIGURE_PIXELS = 64
+"""A displayed PNG narrower or lower than this is no figure (a 1×1 image shown to vouch for a forged record)."""
+
+
 def image_outputs(executed: ExecutedNotebook) -> dict[int, int]:
+    """Cell index → figure-sized PNG images the grader saw the cell display in this run."""
     counts: dict[int, int] = {}
     for index, cell in enumerate(executed.notebook.cells):
-        n = sum(1 for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
+        n = sum(1 for out in cell.get("outputs", []) if _figure_sized(out.get("data", {}).get("image/png")))
         if n:
             counts[index] = n
     return counts
+
+
+def _figure_sized(data: Any) -> bool:
+    """Whether base64 PNG data declares at least MIN_FIGURE_PIXELS × MIN_FIGURE_PIXELS (its IHDR header)."""
+    import base64
+    import binascii
+    import struct
+
+    if not isinstance(data, str):
+        return False
+    try:
+        head = base64.b64decode("".join(data[:64].split()) + "=" * 4, validate=False)[:24]
+    except (binascii.Error, ValueError):
+        return False
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return False
+    width, height = struct.unpack(">II", head[16:24])
+    return width >= MIN_FIGURE_PIXELS and height >= MIN_FIGURE_PIXELS
 
 
 def cells_defining(notebook: Any, name: str) -> list[int]:
