@@ -482,6 +482,8 @@ class KernelStart:
     own_processes: int | None
 
     def become(self, environment: dict[str, str] | None = None) -> None:
+        if sys.platform.startswith("linux"):
+            _libc().prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no setuid program gives the kernel root back
         if self.switch_user:
             drop_privileges(self.spec.uid)
         apply_rlimits(self.spec, own_processes=self.own_processes)
