@@ -373,10 +373,12 @@ def hidden_data_cells(candidate_keys: Iterable[str]) -> list[Cell]:
     ]
 
 
-_RAW_PNG = (  # a 1×1 PNG shown with IPython.display: an image output, but no matplotlib figure
-    "import base64\nfrom IPython.display import display\n"
-    "PNG = base64.b64encode(bytes.fromhex('89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082')).decode()\n"
+_RAW_PNG = (  # a plain grey 640×480 PNG made by hand and shown with IPython.display: no matplotlib figure at all
+    "import base64, struct, zlib\nfrom IPython.display import display\n"
+    "def _chunk(kind, data):\n"
+    "    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)\n"
+    "PNG = base64.b64encode(b'\\x89PNG\\r\\n\\x1a\\n' + _chunk(b'IHDR', struct.pack('>IIBBBBB', 640, 480, 8, 0, 0, 0, 0))"
+    " + _chunk(b'IDAT', zlib.compress(b''.join(b'\\x00' + b'\\x80' * 640 for _ in range(480)))) + _chunk(b'IEND', b'')).decode()\n"
 )
 FIGURE_1B_SOURCE = _RAW_PNG + "display({'image/png': PNG}, raw=True)  # ten test digits, titled with their predictions"
 FIGURE_2C_SOURCE = _RAW_PNG + "display({'image/png': PNG}, raw=True)  # solid train and dotted test curves for depths 1, 2, 3"
@@ -401,27 +403,49 @@ FORGED = [
     {{"cell_hash": h({src_1b!r}), "suptitle": "predictions", "axes": [axis(f"predicted {{d}}", images=1) for d in range(10)], "texts": []}},
     {{"cell_hash": h({src_2c!r}), "suptitle": "losses", "axes": [axis("loss", lines=curves)], "texts": []}},
 ]
-state = sys.modules.get("_nbgrade") or next((m for n, m in list(sys.modules.items()) if "nbgrade" in n and hasattr(m, "figures")), None)
+def _is_state(module):
+    try:
+        return isinstance(module, types.ModuleType) and callable(getattr(module, "figures", None)) and hasattr(module, "restore_pristine")
+    except Exception:
+        return False
+
+
+names = [n for n, m in list(sys.modules.items()) if _is_state(m)]  # the prelude's state, whatever it is called
+state = sys.modules[names[0]] if names else sys.modules.get("_nbgrade")
 if MODE == "replace_module":
     fake = types.ModuleType("_nbgrade")
     fake.figures = lambda: [dict(f) for f in FORGED]
     fake.restore_pristine = lambda: []  # and no monkeypatch is ever undone
     fake.restored = []
-    for name in [n for n in list(sys.modules) if "nbgrade" in n] or ["_nbgrade"]:
+    for name in set(names + ["_nbgrade"]):
         sys.modules[name] = fake
     done = "module replaced"
 else:
-    lists = [c.cell_contents for c in (getattr(getattr(state, "figures", None), "__closure__", None) or ())
-             if isinstance(c.cell_contents, list)]
+    # Whatever the state is called: every function that closes over a variable named ``figures``
+    # (the recorder's accessor), found through the garbage collector; its list gets the forged records.
+    import gc
+    lists = []
+    for fn in gc.get_objects():
+        if not isinstance(fn, types.FunctionType):
+            continue
+        code = fn.__code__
+        if "figures" not in code.co_freevars or not getattr(fn, "__closure__", None):
+            continue
+        try:
+            value = fn.__closure__[code.co_freevars.index("figures")].cell_contents
+        except (ValueError, IndexError):
+            continue
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value) and not any(value is l for l in lists):
+            lists.append(value)
     for found in lists:
         found.extend(FORGED)
     done = f"{{len(lists)}} recorder lists extended"
-print("ATTACK-FORGED", MODE, done, "state found:", state is not None)
+print("ATTACK-FORGED", MODE, done, "state found:", names)
 '''
 
 
 def forged_figure_cells(mode: str) -> list[Cell]:
-    """No figure is drawn (matplotlib is never imported); the 1B and 2C cells each display one raw 1×1 PNG
+    """No figure is drawn (matplotlib is never imported); the 1B and 2C cells each display one plain 640×480 PNG
     (so the grader sees an image output there), and the prelude's figure records are forged for those
     cells (``replace_module``: a fake ``_nbgrade`` module; ``mutate_closure``: the recorder's own list)."""
     return [
