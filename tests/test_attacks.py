@@ -33,6 +33,7 @@ from tests.attack_notebooks import (
     DiskSampler,
     cross_part_figure_cells,
     device_cells,
+    display_id_fan_out_cells,
     exfiltrate_cells,
     exfiltrate_payload,
     disk_fill_cells,
@@ -252,6 +253,19 @@ def test_output_hidden_in_metadata_nesting_or_keys_keeps_the_graders_memory_boun
     assert min(sent["sent"].values()) > 0, sent  # the messages did leave the kernel
     assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB on output its caps did not count"
     assert (out / "executed.ipynb").stat().st_size < 50 * 2**20, "the executed notebook kept the uncounted output"
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
+
+
+def test_an_update_to_a_shared_display_id_keeps_the_graders_memory_and_files_bounded(tmp_path):
+    (tmp_path / "warm").mkdir()
+    grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
+    with PeakMemory() as memory:
+        result, out = grade(display_id_fan_out_cells(), tmp_path)
+    assert printed(out, "ATTACK-DISPLAY-ID"), "the fan-out cell did not run"
+    size = (out / "executed.ipynb").stat().st_size
+    assert size < 50 * 2**20, f"one uncounted update_display_data became {size / 2**20:.0f} MB of executed notebook"
+    assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB"
     valid_results(out)
     assert part_scores(result)["2A"] == 5.0
 
