@@ -883,3 +883,29 @@ print("ATTACK-DISPLAY-ID", {outputs}, {chars})
 def display_id_fan_out_cells(outputs: int = 100, chars: int = 4_000_000) -> list[Cell]:
     """``outputs`` tiny displays sharing one display_id, then one uncounted update of ``chars`` characters."""
     return [*CORRECT_2A, _DISPLAY_ID_FAN_OUT.format(outputs=outputs, chars=chars), "after_fan_out = True"]
+
+
+_WIDGET_STATE = r'''
+import uuid
+from jupyter_client.session import Session
+
+kernel = get_ipython().kernel
+parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
+blob = "w" * {chars}
+for number in range({messages}):
+    # A widget's state: nbclient keeps every comm's state (to save widget metadata), counted by no cap.
+    Session.send(kernel.session, kernel.iopub_socket, "comm_open",
+                 {{"comm_id": uuid.uuid4().hex, "target_name": {target!r}, "data": {{"state": {{"value": blob}}, "buffer_paths": []}}}},
+                 parent=parent, ident=b"comm_open")
+print("ATTACK-WIDGETS", {messages}, len(blob))
+'''
+
+
+def widget_state_cells(messages: int = 40, chars: int = 12_000_000, target: str = "nbgrade.attack") -> list[Cell]:
+    """``messages`` comm_open messages (each under 16 MB) with distinct comm ids and a large widget state.
+
+    With ``target="jupyter.widget"`` (and a state without ``_model_module``) nbclient's own widget
+    handler raises inside the grader's message loop.
+    """
+    return [*CORRECT_2A, _WIDGET_STATE.format(messages=messages, chars=chars, target=target),
+            "print('ATTACK-AFTER-WIDGETS')"]

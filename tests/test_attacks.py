@@ -49,6 +49,7 @@ from tests.attack_notebooks import (
     sandbox_owned,
     surrogate_notebook_bytes,
     uncounted_output_cells,
+    widget_state_cells,
     write_cells,
 )
 from tests.conftest import REPO, fast_config
@@ -268,6 +269,26 @@ def test_an_update_to_a_shared_display_id_keeps_the_graders_memory_and_files_bou
     assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB"
     valid_results(out)
     assert part_scores(result)["2A"] == 5.0
+
+
+def test_widget_state_sent_by_the_kernel_keeps_the_graders_memory_bounded(tmp_path):
+    (tmp_path / "warm").mkdir()
+    grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
+    with PeakMemory() as memory:
+        result, out = grade(widget_state_cells(), tmp_path)
+    assert printed(out, "ATTACK-WIDGETS"), "the widget cell did not run"
+    assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB holding widget state"
+    assert (out / "executed.ipynb").stat().st_size < 50 * 2**20
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
+
+
+def test_a_malformed_widget_message_does_not_stop_the_grading(tmp_path):
+    result, out = grade(widget_state_cells(messages=1, chars=10, target="jupyter.widget"), tmp_path)
+    valid_results(out)
+    assert printed(out, "ATTACK-WIDGETS"), f"the widget cell's run was lost: {result.messages} {result.instructor_detail[-300:]}"
+    assert printed(out, "ATTACK-AFTER-WIDGETS"), "the cells after the widget message did not run"
+    assert part_scores(result)["2A"] == 5.0, (result.messages, result.instructor_detail[-500:])
 
 
 @needs_root
