@@ -909,3 +909,28 @@ def widget_state_cells(messages: int = 40, chars: int = 12_000_000, target: str 
     """
     return [*CORRECT_2A, _WIDGET_STATE.format(messages=messages, chars=chars, target=target),
             "print('ATTACK-AFTER-WIDGETS')"]
+
+
+_MALFORMED = r'''
+from jupyter_client.session import Session
+
+kernel = get_ipython().kernel
+parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
+Session.send(kernel.session, kernel.iopub_socket, {kind!r}, {content!r}, parent=parent, ident={kind!r}.encode())
+print("ATTACK-MALFORMED", {kind!r})
+'''
+
+MALFORMED_MESSAGES = {
+    "widget_without_model": ("comm_open", {"comm_id": "c1", "target_name": "jupyter.widget", "data": {"state": {}, "buffer_paths": []}}),
+    "transient_is_text": ("display_data", {"data": {"text/plain": "x"}, "metadata": {}, "transient": "not a dict"}),
+    "content_is_a_list": ("stream", b'["not", "a", "dict"]'),  # bytes: Session.serialize passes them as they are
+    "data_is_a_list": ("display_data", {"data": ["x"], "metadata": {}, "transient": {}}),
+    "count_is_text": ("execute_result", {"data": {"text/plain": "x"}, "metadata": {}, "execution_count": {"not": "int"}}),
+    "comm_msg_without_data": ("comm_msg", {"comm_id": "c2"}),
+}
+"""Kernel messages whose shape nbclient does not expect (each sent once, past the prelude)."""
+
+
+def malformed_message_cells(case: str) -> list[Cell]:
+    kind, content = MALFORMED_MESSAGES[case]
+    return [*CORRECT_2A, _MALFORMED.format(kind=kind, content=content), "print('ATTACK-AFTER-MALFORMED')"]

@@ -32,6 +32,7 @@ from tests.attack_notebooks import (
     HostCanary,
     DiskSampler,
     cross_part_figure_cells,
+    MALFORMED_MESSAGES,
     device_cells,
     display_id_fan_out_cells,
     exfiltrate_cells,
@@ -39,6 +40,7 @@ from tests.attack_notebooks import (
     disk_fill_cells,
     forged_figure_cells,
     hidden_data_cells,
+    malformed_message_cells,
     image_key,
     link_race_cells,
     plant_cells,
@@ -283,11 +285,12 @@ def test_widget_state_sent_by_the_kernel_keeps_the_graders_memory_bounded(tmp_pa
     assert part_scores(result)["2A"] == 5.0
 
 
-def test_a_malformed_widget_message_does_not_stop_the_grading(tmp_path):
-    result, out = grade(widget_state_cells(messages=1, chars=10, target="jupyter.widget"), tmp_path)
+@pytest.mark.parametrize("case", sorted(MALFORMED_MESSAGES))
+def test_a_malformed_kernel_message_does_not_stop_the_grading(case, tmp_path):
+    result, out = grade(malformed_message_cells(case), tmp_path)
     valid_results(out)
-    assert printed(out, "ATTACK-WIDGETS"), f"the widget cell's run was lost: {result.messages} {result.instructor_detail[-300:]}"
-    assert printed(out, "ATTACK-AFTER-WIDGETS"), "the cells after the widget message did not run"
+    assert printed(out, "ATTACK-MALFORMED"), f"the cell's run was lost: {result.messages} {result.instructor_detail[-300:]}"
+    assert printed(out, "ATTACK-AFTER-MALFORMED"), "the cells after the malformed message did not run"
     assert part_scores(result)["2A"] == 5.0, (result.messages, result.instructor_detail[-500:])
 
 
