@@ -120,7 +120,7 @@ def test_mixed_folder_gives_complete_gradebook_summary_and_resumes(tmp_path):
 
     summary = (out / "summary.html").read_text()
     assert "<svg" in summary and "<script" not in summary and "http://" not in summary and "https://" not in summary
-    assert "sigmoid_derivative_matches_autograd" in summary and "sign error" in summary  # the catalogued mistake, counted
+    assert "sigmoid_derivative_matches_autograd" in summary and "the sign inside should be minus" in summary  # the catalogued mistake, counted
     assert 'href="not_json/' in summary and "Failing submissions" in summary
 
     # Resumable: nothing changed, nothing regraded; one notebook changed, only it is regraded, with the recorded seed.
