@@ -281,7 +281,7 @@ class CappedClient(NotebookClient):
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         content = msg.get("content", {})
-        size = sum(text_size(content.get(key, "")) for key in ("text", "data", "evalue", "traceback"))
+        size = text_size(content)
         used = self.used_cell.get(cell_index, 0)
         room = min(self.cap_cell - used, self.cap_total - self.used_total)
         if size <= room:
@@ -299,14 +299,23 @@ class CappedClient(NotebookClient):
         return None
 
 
+MAX_OUTPUT_DEPTH = 16
+"""An output nested deeper than this is refused whole (its size is not worth measuring)."""
+TOO_DEEP = 1 << 40
+
+
 def text_size(value: object, depth: int = 0) -> int:
-    """Characters of text in a message's content (strings in nested dicts and lists), without copying it."""
+    """Characters a message's content holds anywhere: strings, dict keys, nested values (without copying it).
+
+    Every field counts (metadata, names, keys), since every field is kept in the notebook the
+    grader writes; content nested past :data:`MAX_OUTPUT_DEPTH` counts as too large to keep.
+    """
     if isinstance(value, str):
         return len(value)
-    if depth > 4:
-        return 0
+    if depth > MAX_OUTPUT_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return sum(text_size(v, depth + 1) for v in value.values())
+        return sum(text_size(k, depth + 1) + text_size(v, depth + 1) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return sum(text_size(v, depth + 1) for v in value)
     return 8

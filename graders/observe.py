@@ -63,11 +63,29 @@ class PartObservation:
         return Found(contract, _str_or_none(info.get("found_as")), str(info.get("how")), str(info.get("reason", ""))[:300])
 
     def error(self, key: str) -> dict[str, str] | None:
+        """What the student's code raised when a probe called it, narrowed to what a message may quote.
+
+        The call ran on hidden inputs, and the code may have put them in its exception to read them
+        back from the report: long runs without a space are elided and the lengths capped, so a
+        message can name what went wrong but cannot carry data out.
+        """
         error = self.values.get("errors", {}).get(key)
-        return {k: str(v) for k, v in error.items()} if isinstance(error, dict) else None
+        if not isinstance(error, dict):
+            return None
+        limits = {"type": 40, "message": 300, "traceback": 4000}
+        return {k: quotable(str(error.get(k, "")), limits.get(k, 300)) for k in ("type", "message", "traceback")
+                if k in error}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
+
+
+_LONG_RUN = re.compile(r"\S{33,}")
+
+
+def quotable(text: str, limit: int) -> str:
+    """``text`` with every run of more than 32 non-space characters cut to its start, then capped."""
+    return _LONG_RUN.sub(lambda match: match.group(0)[:16] + "…", text)[:limit]
 
 
 def _str_or_none(value: Any) -> str | None:

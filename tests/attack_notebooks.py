@@ -776,13 +776,14 @@ for _ in range({each}):
     SENT["ename"] += 1
     send({{"name": pad, "text": "w"}}, "stream")  # nor a stream's name
     SENT["stream name"] += 1
-print("ATTACK-UNCOUNTED", json.dumps({{"sent": SENT, "chars_each": len(pad)}}))
 '''
+_UNCOUNTED_REPORT = 'import json\nprint("ATTACK-UNCOUNTED", json.dumps({"sent": SENT, "chars_each": len(pad)}))'
+"""In a cell of its own: the flooding cell's own output is capped, as it should be."""
 
 
 def uncounted_output_cells(chars: int = 12_000_000, each: int = 8) -> list[Cell]:
     """Display messages (under the grader's 16 MB message limit) whose text sits where the caps do not count it."""
-    return [*CORRECT_2A, _UNCOUNTED_OUTPUT.format(chars=chars, each=each)]
+    return [*CORRECT_2A, _UNCOUNTED_OUTPUT.format(chars=chars, each=each), _UNCOUNTED_REPORT]
 
 
 # =============================================================================================
