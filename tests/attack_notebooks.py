@@ -961,3 +961,37 @@ MALFORMED_MESSAGES = {
 def malformed_message_cells(case: str) -> list[Cell]:
     kind, content = MALFORMED_MESSAGES[case]
     return [*CORRECT_2A, _MALFORMED.format(kind=kind, content=content), "print('ATTACK-AFTER-MALFORMED')"]
+
+
+class GraderMemory:
+    """The grader's own memory while the ``with`` block runs: RssAnon growth (sampled every 20 ms)
+    or the peak of Python's traced allocations, whichever is larger.
+
+    RssAnon alone can miss an allocation that reuses heap freed by an earlier test in the same
+    process; tracemalloc sees every Python (and NumPy) allocation whatever memory it reuses.
+    """
+
+    def __enter__(self) -> "GraderMemory":
+        import tracemalloc
+
+        from tests.hostile_corpus import PeakMemory
+
+        self._was_tracing = tracemalloc.is_tracing()
+        if not self._was_tracing:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        self._base = tracemalloc.get_traced_memory()[0]
+        self._rss = PeakMemory().__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import tracemalloc
+
+        self._rss.__exit__(*exc)
+        self.traced_peak = (tracemalloc.get_traced_memory()[1] - self._base) / 2**20
+        if not self._was_tracing:
+            tracemalloc.stop()
+
+    @property
+    def growth(self) -> float:
+        return max(self._rss.growth, self.traced_peak)

@@ -29,6 +29,7 @@ from graders.grade import grade_submission
 from graders.sandbox import is_root
 from tests.attack_notebooks import (
     ALLOWED_DEVICES,
+    GraderMemory,
     HostCanary,
     DiskSampler,
     cross_part_figure_cells,
@@ -55,7 +56,7 @@ from tests.attack_notebooks import (
     write_cells,
 )
 from tests.conftest import REPO, fast_config
-from tests.hostile_corpus import CORRECT_2A, PeakMemory, notebook, part_scores, valid_results
+from tests.hostile_corpus import CORRECT_2A, notebook, part_scores, valid_results
 
 pytestmark = [
     pytest.mark.slow,
@@ -235,7 +236,7 @@ def test_a_figure_of_one_part_does_not_earn_another_parts_figure_points(tmp_path
 def test_bloated_probe_outputs_keep_the_graders_memory_bounded(tmp_path):
     (tmp_path / "warm").mkdir()
     grade([*CORRECT_2A, "import torch"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
-    with PeakMemory() as memory:
+    with GraderMemory() as memory:
         result, out = grade(probe_bloat_cells(), tmp_path, config(probe_timeout=40))
     bloat = printed_json(out, "ATTACK-BLOAT")
     assert bloat["values_json_bytes"] > 5_000_000 and bloat["npy_bytes"] > 70_000_000, bloat  # the patches were live
@@ -246,7 +247,7 @@ def test_bloated_probe_outputs_keep_the_graders_memory_bounded(tmp_path):
 def test_output_hidden_in_metadata_nesting_or_keys_keeps_the_graders_memory_bounded(tmp_path):
     (tmp_path / "warm").mkdir()
     grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
-    with PeakMemory() as memory:
+    with GraderMemory() as memory:
         result, out = grade(uncounted_output_cells(), tmp_path, config(cell_timeout=90, total_timeout=180))
     sent = printed_json(out, "ATTACK-UNCOUNTED")
     assert min(sent["sent"].values()) > 0, sent  # the messages did leave the kernel
@@ -259,7 +260,7 @@ def test_output_hidden_in_metadata_nesting_or_keys_keeps_the_graders_memory_boun
 def test_an_update_to_a_shared_display_id_keeps_the_graders_memory_and_files_bounded(tmp_path):
     (tmp_path / "warm").mkdir()
     grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
-    with PeakMemory() as memory:
+    with GraderMemory() as memory:
         result, out = grade(display_id_fan_out_cells(), tmp_path)
     assert printed(out, "ATTACK-DISPLAY-ID"), "the fan-out cell did not run"
     size = (out / "executed.ipynb").stat().st_size
@@ -272,7 +273,7 @@ def test_an_update_to_a_shared_display_id_keeps_the_graders_memory_and_files_bou
 def test_widget_state_sent_by_the_kernel_keeps_the_graders_memory_bounded(tmp_path):
     (tmp_path / "warm").mkdir()
     grade([*CORRECT_2A, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
-    with PeakMemory() as memory:
+    with GraderMemory() as memory:
         result, out = grade(widget_state_cells(), tmp_path)
     assert printed(out, "ATTACK-WIDGETS"), "the widget cell did not run"
     assert memory.growth < 300, f"the grader's own memory grew by {memory.growth:.0f} MB holding widget state"
