@@ -60,7 +60,9 @@ class PartObservation:
         info = self.values.get("found", {}).get(contract)
         if not isinstance(info, dict):
             return Found(contract, None, "missing", f"`{contract}` was not looked for")
-        return Found(contract, _str_or_none(info.get("found_as")), str(info.get("how")), str(info.get("reason", ""))[:300])
+        found_as = _str_or_none(info.get("found_as"))  # names the notebook chose while a probe ran: narrowed like errors
+        return Found(contract, quotable(found_as, 64) if found_as else None, quotable(str(info.get("how")), 20),
+                     quotable(str(info.get("reason", "")), 300))
 
     def error(self, key: str) -> dict[str, str] | None:
         """What the student's code raised when a probe called it, narrowed to what a message may quote.
