@@ -822,7 +822,8 @@ def leak():
     kind = type("LEAK_" + payload.replace("+", "_").replace("/", "_").replace("=", ""), (ValueError,), {{}})
     import sys
     sys.stderr.write("LEAK:" + payload + "\n")
-    raise kind("LEAK:" + payload)
+    # Also in words of 32 characters: a filter that elides long runs without a space lets them all through.
+    raise kind("LEAK: " + " ".join(payload[i:i + 32] for i in range(0, len(payload), 32)))
 
 
 # The parts probed after 1B call these: each quotes the stashed digits back in its error.

@@ -203,7 +203,8 @@ def test_held_back_digits_do_not_leak_to_the_student_through_error_messages(tmp_
     student_files = [out / "results.json", *([out / "report.html"] if (out / "report.html").exists() else [])]
     for path in student_files:
         text = path.read_text(errors="replace")
-        leaked = [piece for piece in pieces if piece in text]
+        squeezed = "".join(text.split())  # the digits may come back in words separated by spaces
+        leaked = [piece for piece in pieces if piece in text or piece in squeezed]
         assert not leaked, f"{path.name} shows the student the held-back digits their model was fed ({len(payload)} characters)"
     valid_results(out)
 
