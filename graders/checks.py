@@ -9,34 +9,15 @@ ever passes because something did not run.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
-if TYPE_CHECKING:
-    from graders.judge import JudgeContext
+from graders.outcome import CheckResult, Outcome, Visibility
 
-
-class Outcome(str, enum.Enum):
-    """How one check ended. Only ``PASSED`` earns points."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    ERRORED = "errored"
-    TIMED_OUT = "timed_out"
-    NOT_RUN = "not_run"
-    AT_GRADING = "at_grading"
-    """A hidden check in public mode (``grade --public``, the student copy): it did not run and is
-    neither a failure nor a pass; it runs when the submission is graded."""
-
-
-class Visibility(str, enum.Enum):
-    """Gradescope's visibility values for a test."""
-
-    VISIBLE = "visible"
-    HIDDEN = "hidden"
-    AFTER_DUE_DATE = "after_due_date"
-    AFTER_PUBLISHED = "after_published"
+__all__ = [  # Outcome, Visibility and CheckResult live in graders.outcome; imported from here too
+    "CheckBody", "CheckFailure", "CheckResult", "CheckSpec", "Outcome", "PartSpec", "Rubric", "RubricError",
+    "Visibility", "fail", "not_run", "timed_out",
+]
 
 
 class CheckFailure(Exception):
@@ -83,7 +64,9 @@ def timed_out(message: str, *, detail: str | None = None) -> NoReturn:
     raise CheckFailure(message, detail=detail, outcome=Outcome.TIMED_OUT)
 
 
-CheckBody = Callable[["JudgeContext"], None]
+CheckBody = Callable[[Any], None]
+"""A check body, called with the part's :class:`graders.judge.JudgeContext` (not imported here: judge
+imports this module)."""
 
 
 @dataclass(frozen=True)
@@ -107,54 +90,6 @@ class CheckSpec:
     public: bool = False
     """True when the check needs no reference solution and may run in a student's local checks."""
     visibility: Visibility = Visibility.VISIBLE
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check on one submission."""
-
-    name: str
-    part: str
-    description: str
-    outcome: Outcome
-    score: float
-    max_score: float
-    message: str = ""
-    """What the student reads: what was called, expected, observed."""
-    expected: str | None = None
-    got: str | None = None
-    mistake: str | None = None
-    """The likely mistake, named (e.g. "off by a factor 2: did you use 2σ² in the denominator?")."""
-    warnings: tuple[str, ...] = ()
-    """Things that satisfy the contract yet look wrong to an expert; they never deduct."""
-    detail: str | None = None
-    """Instructor-only detail (tracebacks, hidden inputs)."""
-    hidden_inputs: bool = False
-    visibility: Visibility = Visibility.VISIBLE
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome is Outcome.PASSED
-
-    @property
-    def ran(self) -> bool:
-        """False for a hidden check in public mode (it runs at grading)."""
-        return self.outcome is not Outcome.AT_GRADING
-
-    def to_dict(self) -> dict:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data["outcome"] = self.outcome.value
-        data["visibility"] = self.visibility.value
-        data["warnings"] = list(self.warnings)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CheckResult":
-        fields = dict(data)
-        fields["outcome"] = Outcome(fields["outcome"])
-        fields["visibility"] = Visibility(fields.get("visibility", "visible"))
-        fields["warnings"] = tuple(fields.get("warnings", ()))
-        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graders.checks import Outcome
 from graders.gradebook import STATUSES, GradebookRow
+from graders.outcome import Outcome
 from graders.result import GradingResult
 
 if TYPE_CHECKING:

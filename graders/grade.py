@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from graders.checks import CheckResult, Outcome
 from graders.config import GradeConfig
 from graders.execute import ExecutedNotebook, KernelSession, Workspace, execute_notebook
 from graders.judge import PUBLIC_COPY_NOTE, JudgeContext, graded_objects, judge_part
 from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
+from graders.outcome import CheckResult, Outcome
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
 from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult
 from graders.rubrics import Assignment, get_assignment, sent_to_kernel

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from graders.checks import CheckResult, Outcome
+from graders.outcome import CheckResult, Outcome
 from graders.result import GradingResult
 from graders.safetext import clean_text, write_json_atomic
 

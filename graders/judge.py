@@ -14,10 +14,11 @@ from typing import Any, Callable
 import numpy as np
 from nbformat import NotebookNode
 
-from graders.checks import CheckFailure, CheckResult, CheckSpec, Outcome, Rubric, fail, not_run
+from graders.checks import CheckFailure, CheckSpec, Rubric, fail, not_run
 from graders.execute import CellRun, ExecutedNotebook
 from graders.kernel.naming import name_relates
 from graders.observe import FigureRecord, Found, Observations, PartObservation, cells_defining
+from graders.outcome import CheckResult, Outcome
 from graders.result import GradedObject
 
 

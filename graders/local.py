@@ -30,11 +30,12 @@ from typing import Any, Iterator
 
 import nbformat
 
-from graders.checks import CheckResult, Outcome, Rubric
+from graders.checks import Rubric
 from graders.execute import ExecutedNotebook
 from graders.judge import JudgeContext, judge_part
 from graders.kernel import kernel_source
 from graders.observe import FigureRecord, Observations, PartObservation, read_part_directory, write_inputs
+from graders.outcome import CheckResult, Outcome
 from graders.parts import ASSIGNMENT_MARKERS
 from graders.rubrics import ASSIGNMENT_IDS, Assignment, get_assignment, sent_to_kernel
 from graders.thresholds import thresholds_for

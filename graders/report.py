@@ -22,7 +22,8 @@ import nbformat
 from markupsafe import Markup
 from nbformat import NotebookNode
 
-from graders.checks import CheckResult, PartSpec, Visibility
+from graders.checks import PartSpec
+from graders.outcome import CheckResult, Visibility
 from graders.parts import assign_cells
 from graders.render import REPORT_LIMITS, CellFragment, RenderLimits, render_cells, render_markdown, template_environment
 from graders.result import CellIssue, GradedObject, GradingResult, PartResult

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from graders.checks import CheckResult, Outcome
+from graders.outcome import CheckResult, Outcome
 from graders.safetext import clean_text, clean_value, write_json_atomic
 
 MAX_RESULT_TEXT = 50_000
