@@ -33,7 +33,7 @@ import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager as KernelManager
 from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from graders.config import Limits
@@ -273,11 +273,49 @@ class CappedClient(NotebookClient):
         self.used_total = 0
         self.used_cell: dict[int, int] = {}
         self.truncated_cells: set[int] = set()
+        self.dropped_messages = 0
+        """Malformed kernel messages dropped (a notebook crafting them gains nothing, and stops nothing)."""
 
     async def _async_handle_timeout(self, timeout, cell=None):  # type: ignore[override]
         self.timed_out = True
         self.iopub_timeout = 1  # an interrupted kernel that answers does so at once; one that does not never will
         return await super()._async_handle_timeout(timeout, cell)
+
+    def process_message(self, msg, cell, cell_index):  # type: ignore[override]
+        """One kernel message, after it was checked to be well formed; a malformed one is dropped, never fatal."""
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, dict) or not isinstance(msg.get("msg_type"), str):
+            self.dropped_messages += 1
+            return None
+        if not isinstance(content.get("transient", {}), (dict, type(None))):
+            content["transient"] = {}
+        if "execution_count" in content and type(content["execution_count"]) is not int:
+            del content["execution_count"]
+        if msg["msg_type"] in OUTPUT_MESSAGES and not _well_formed_output(content):
+            self.dropped_messages += 1
+            return None
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except (CellExecutionComplete, CellTimeoutError, DeadKernelError):
+            raise
+        except Exception:  # noqa: BLE001 - nbclient choked on what the kernel sent: drop it, keep grading
+            self.dropped_messages += 1
+            return None
+
+    def handle_comm_msg(self, outs, msg, cell_index):  # type: ignore[override]
+        """Widgets and comms are not graded: their state is never kept (it would grow without bound)."""
+        return None
+
+    def _update_display_id(self, display_id, msg):  # type: ignore[override]
+        """An update rewrites every output sharing its display id: its size counts once per output, within the caps."""
+        places = self._display_id_map.get(display_id, {})
+        copies = sum(len(indices) for indices in places.values())
+        size = text_size(msg.get("content", {})) * max(1, copies)
+        if copies and size > self.cap_total - self.used_total:
+            self.truncated_cells.update(places)
+            return None
+        self.used_total += size if copies else 0
+        return super()._update_display_id(display_id, msg)
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         content = msg.get("content", {})
@@ -302,6 +340,24 @@ class CappedClient(NotebookClient):
 MAX_OUTPUT_DEPTH = 16
 """An output nested deeper than this is refused whole (its size is not worth measuring)."""
 TOO_DEEP = 1 << 40
+
+
+OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "update_display_data", "error"}
+
+
+def _well_formed_output(content: dict) -> bool:
+    """The fields an output message must have, of the types the notebook format requires."""
+    if "data" in content and not (isinstance(content["data"], dict)
+                                  and all(isinstance(v, (str, list, dict)) for v in content["data"].values())):
+        return False
+    if "metadata" in content and not isinstance(content["metadata"], dict):
+        return False
+    if "text" in content and not isinstance(content["text"], (str, list)):
+        return False
+    if "name" in content and not isinstance(content["name"], str):
+        return False
+    return all(isinstance(content.get(k, ""), str) for k in ("ename", "evalue")) and \
+        isinstance(content.get("traceback", []), list)
 
 
 def text_size(value: object, depth: int = 0) -> int:

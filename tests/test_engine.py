@@ -120,8 +120,12 @@ def test_a_non_python_notebook_is_refused_unless_its_code_is_python(tmp_path):
 # Execute: units
 # ---------------------------------------------------------------------------------------------
 def test_text_size_counts_text_without_serialising():
-    assert text_size({"name": "stdout", "text": "abc"}) == 9
-    assert text_size({"data": {"image/png": "x" * 1000, "text/plain": ["ab", "c"]}, "metadata": {}}) == 1003
+    assert text_size({"name": "stdout", "text": "abc"}) == 17  # keys and names count: all of it is kept
+    assert text_size({"data": {"image/png": "x" * 1000, "text/plain": ["ab", "c"]}, "metadata": {}}) == 1034
+    deep: dict = {"d": "x"}
+    for _ in range(40):
+        deep = {"d": deep}
+    assert text_size(deep) > 10**12  # nested past the limit: too large to keep, without walking it all
 
 
 @pytest.mark.parametrize(
@@ -135,7 +139,8 @@ def test_describe_exit(code, words):
 
 def test_capped_client_keeps_the_first_characters_then_one_note():
     nb = make_notebook(["print(1)"])
-    client = CappedClient(nb, None, Limits(max_output_chars=10, max_output_total_chars=100))  # type: ignore[arg-type]
+    # 14 characters of every stream message are its keys and name ("name", "stdout", "text"): 10 are left for text
+    client = CappedClient(nb, None, Limits(max_output_chars=24, max_output_total_chars=100))  # type: ignore[arg-type]
     client.reset_execution_trackers()
     client.clear_before_next_output = False  # set by nbclient when a cell starts executing
     outs: list = []
