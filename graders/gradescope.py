@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from graders.outcome import CheckResult, Outcome
+from graders.check_text import Audience, describe_check
+from graders.outcome import CheckResult
 from graders.result import GradingResult
 from graders.safetext import clean_text, write_json_atomic
 
@@ -35,23 +36,8 @@ def _number(value: float, digits: int = 4) -> float:
 
 
 def check_output(check: CheckResult, instructor: bool = False) -> str:
-    """What a student reads under one test on Gradescope."""
-    if check.outcome is Outcome.PASSED:
-        lines = [f"✓ {check.description}"]
-    else:
-        lines = [f"✗ {check.description}", check.message]
-        if check.expected:
-            lines.append(f"Expected: {check.expected}")
-        if check.got:
-            lines.append(f"Got: {check.got}")
-        if check.mistake:
-            lines.append(f"Likely mistake: {check.mistake}")
-    lines.extend(f"Warning: {w}" for w in check.warnings)
-    if check.hidden_inputs:
-        lines.append("(checked on inputs drawn at grading time)")
-    if instructor and check.detail:
-        lines.append("Instructor detail:\n" + check.detail)
-    return _truncate("\n".join(line for line in lines if line), MAX_TEST_OUTPUT)
+    """What a student (or, with ``instructor``, the instructor) reads under one test on Gradescope."""
+    return _truncate(describe_check(check, Audience.INSTRUCTOR if instructor else Audience.GRADESCOPE), MAX_TEST_OUTPUT)
 
 
 def top_output(result: GradingResult) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from graders.check_text import Audience, describe_check
 from graders.result import GradingResult, PartResult
 
 
@@ -51,14 +52,7 @@ def format_result(result: GradingResult, out_dir: Path | None = None) -> str:
             lines.append(f"  {part.id:<5} {shown:>14}  {shown_status(part)}{extra}")
         else:
             lines.append(f"  {part.id:<5} {part.score:>4g}/{part.max_score:<4g}  {part.status}{extra}")
-        for check in part.checks:
-            if not check.ran:
-                lines.append(f"        · {check.name}: runs at grading ({check.max_score:g} points)")
-            elif not check.passed:
-                message = check.message.splitlines()[0] if check.message else check.outcome.value
-                lines.append(f"        ✗ {check.name}: {message[:160]}")
-                if check.mistake and check.mistake not in message[:160]:
-                    lines.append(f"          likely mistake: {check.mistake[:160]}")
+        lines.extend(line for check in part.checks for line in describe_check(check, Audience.TERMINAL).splitlines())
         for warning in part.warnings:
             lines.append(f"        ⚠ {warning[:160]}")
     for issue in result.execution.issues[:10]:
