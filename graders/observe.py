@@ -52,6 +52,8 @@ class PartObservation:
     status: str = "ok"
     """``ok``; ``timeout``, ``killed`` or ``error`` when the probe cell itself did not finish."""
     problem: str = ""
+    secret: bool = False
+    """Its inputs were data the sandbox must not see: its errors are quoted most narrowly."""
 
     def array(self, key: str) -> np.ndarray | None:
         return self.arrays.get(key)
@@ -74,6 +76,10 @@ class PartObservation:
         error = self.values.get("errors", {}).get(key)
         if not isinstance(error, dict):
             return None
+        if self.secret:  # the held-back digits were in reach: the class if it is Python's or a library's, a few words
+            kind = str(error.get("type", ""))
+            return {"type": kind if kind in _KNOWN_EXCEPTIONS else "an exception of the notebook's own class",
+                    "message": quotable(str(error.get("message", "")), 80, run=12)}
         limits = {"type": 40, "message": 300, "traceback": 4000}
         return {k: quotable(str(error.get(k, "")), limits.get(k, 300)) for k in ("type", "message", "traceback")
                 if k in error}
@@ -82,12 +88,15 @@ class PartObservation:
         return self.values.get(key, default)
 
 
-_LONG_RUN = re.compile(r"\S{33,}")
+_KNOWN_EXCEPTIONS = frozenset({
+    name for name, value in vars(__import__("builtins")).items() if isinstance(value, type) and issubclass(value, BaseException)
+} | {"CallFailed", "ProbeTimeout", "Timeout", "TooLarge", "NotADict", "AutogradUnavailable", "LinAlgError"})
+"""Exception classes a message may name even after secret inputs were in reach (not the notebook's own)."""
 
 
-def quotable(text: str, limit: int) -> str:
-    """``text`` with every run of more than 32 non-space characters cut to its start, then capped."""
-    return _LONG_RUN.sub(lambda match: match.group(0)[:16] + "…", text)[:limit]
+def quotable(text: str, limit: int, run: int = 32) -> str:
+    """``text`` with every run of more than ``run`` non-space characters cut to its start, then capped."""
+    return re.sub(rf"\S{{{run + 1},}}", lambda match: match.group(0)[: run // 2] + "…", text)[:limit]
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -134,6 +143,13 @@ class ProbePlan:
     """Kernel-side code defining ``probe_<PART>(P)`` functions."""
     inputs: dict[str, dict[str, Any]]
     """Part id → name → ndarray (written as .npy) or JSON-able value (written into params.json)."""
+    secret: tuple[str, ...] = ()
+    """Parts whose inputs are data the sandbox must never see (held-back digits): probed last, so
+    that nothing the notebook took from them can come back in a later part's messages, and their
+    errors are quoted only as much as a message needs (see :meth:`PartObservation.error`)."""
+
+    def order(self) -> list[str]:
+        return [p for p in self.inputs if p not in self.secret] + [p for p in self.inputs if p in self.secret]
 
 
 def write_inputs(directory: Path, inputs: dict[str, Any]) -> None:
@@ -309,17 +325,19 @@ def observe(
     exchange = Exchange.create(session)
     session.deadline = time.monotonic() + probe_timeout * (len(plan.inputs) + 1) + 30 + WARM_UP_SECONDS
     recovery = KernelRecovery(session, executed, warm_up_cell(plan.source, (session.state_name, session.state_pin)))
-    first = next(iter(plan.inputs), "the first part")
+    first = next(iter(plan.order()), "the first part")
     meta = {}
     if recovery.ensure_running(first):
         recovery.warm_up()
         meta = _read_meta(session, exchange, probe_timeout)
     parts: dict[str, PartObservation] = {}
-    for part, inputs in plan.inputs.items():
+    for part in plan.order():
+        inputs = plan.inputs[part]
         if not recovery.ensure_running(part):
             parts[part] = PartObservation(part, {}, {}, "killed", recovery.problem)
             continue
         parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
+        parts[part].secret = part in plan.secret
         recovery.check_after(part, parts[part])
     by_source = cells_by_source_hash(executed.notebook)
     figures = [_figure(record, by_source) for record in meta.get("figures", []) if isinstance(record, dict)]
@@ -512,7 +530,28 @@ def _figure_sized(data: Any) -> bool:
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return False
     width, height = struct.unpack(">II", head[16:24])
-    return width >= MIN_FIGURE_PIXELS and height >= MIN_FIGURE_PIXELS
+    return width >= MIN_FIGURE_PIXELS and height >= MIN_FIGURE_PIXELS and _has_content(data)
+
+
+def _has_content(data: str) -> bool:
+    """Not one flat colour: a blank image shown to vouch for a forged figure record draws nothing."""
+    import base64
+    import io
+
+    try:
+        from PIL import Image, ImageStat
+    except ImportError:  # Pillow comes with matplotlib and torchvision; without it, the header alone decides
+        return True
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            if image.width * image.height > 50_000_000:
+                return False
+            image.draft("L", (256, 256))
+            grey = image.convert("L")
+            grey.thumbnail((128, 128))
+            return ImageStat.Stat(grey).stddev[0] >= 2.0
+    except Exception:  # noqa: BLE001 - not a readable PNG: no figure
+        return False
 
 
 def cells_defining(notebook: Any, name: str) -> list[int]:
