@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders.bundle import Distribution, harness_distribution, package_files
+from graders.choose import ChosenNotebook, choose_notebook
 from graders.config import GradeConfig, Limits
 from graders.rubrics import get_assignment
 
@@ -554,107 +555,8 @@ def build_zip(assignment_id: str, target: Path, timeout_minutes: int | None = No
 
 
 # ---------------------------------------------------------------------------------------------
-# Inside the container: find the notebook, grade it, write results.json
+# Inside the container: find the notebook (graders.choose), grade it, write results.json
 # ---------------------------------------------------------------------------------------------
-IGNORED_NAMES = ("__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__")
-MAX_NOTEBOOK_BYTES = 50 * 2**20
-
-
-@dataclass(frozen=True)
-class ChosenNotebook:
-    """The submitted file that will be graded, and a sentence for the student saying why that one."""
-
-    path: Path | None
-    message: str
-
-
-def submitted_files(directory: Path) -> list[Path]:
-    """The student's regular files: a symlink (say, to the reference notebook the autograder holds) is never one."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.rglob("*") if p.is_file() and not _through_link(directory, p)
-                  and not any(part in IGNORED_NAMES or part.startswith(".") for part in p.relative_to(directory).parts))
-
-
-def _through_link(directory: Path, path: Path) -> bool:
-    """Whether ``path`` or a folder between ``directory`` and it is a symbolic link."""
-    relative = path.relative_to(directory)
-    return any((directory / Path(*relative.parts[: depth + 1])).is_symlink() for depth in range(len(relative.parts)))
-
-
-def looks_like_notebook(path: Path) -> bool:
-    """An .ipynb file, a file under another name whose JSON has a notebook's keys, or a ``# %%`` script."""
-    if path.suffix.lower() == ".ipynb":
-        return True
-    try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            return False
-        with path.open("rb") as handle:
-            head = handle.read(65536).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
-        return False
-    if path.suffix.lower() == ".py":
-        return _PERCENT_HEAD.search(head) is not None
-    return head.startswith(b"{") and (b'"cells"' in head or b'"nbformat"' in head)
-
-
-_PERCENT_HEAD = re.compile(rb"(?m)^#\s?%%(?:[ \t].*)?\r?$")
-"""A ``# %%`` cell marker (VS Code, Jupytext): a .py file with one is graded as a notebook."""
-
-
-def notebook_rank(path: Path, assignment_id: str, template_name: str) -> tuple:
-    """Higher is a likelier answer to this assignment: named .ipynb, declares it, uses its names, has code."""
-    from graders.parts import detect_assignment
-    from graders.submission import InvalidSubmission, read_notebook
-
-    try:
-        notebook = read_notebook(path)
-    except (InvalidSubmission, OSError, ValueError):
-        return (False, False, False, False, False, 0)
-    declared = notebook.metadata.get("nbgrade", {}).get("assignment") == assignment_id
-    detected = detect_assignment(notebook) == assignment_id
-    code = sum(1 for c in notebook.cells if c.cell_type == "code" and c.source.strip())
-    copy = any(word in path.name.lower() for word in ("checkpoint", "copy", "backup"))
-    return (True, declared, detected, path.name.lower() == template_name.lower(), not copy, code)
-
-
-def choose_notebook(directory: Path, assignment_id: str, template_name: str) -> ChosenNotebook:
-    files = submitted_files(directory)
-    candidates = [p for p in files if looks_like_notebook(p)]
-    if not candidates:
-        listing = ", ".join(p.name for p in files[:10]) + (" …" if len(files) > 10 else "") or "no files at all"
-        scripts = " (a .py file is graded only when its cells start with `# %%` lines)" if any(
-            p.suffix.lower() == ".py" for p in files) else ""
-        return ChosenNotebook(None, f"No Jupyter notebook was found in your submission ({listing}){scripts}. "
-                                    "Upload your .ipynb file (in Jupyter or Colab: File → Download → .ipynb).")
-    ranks = {p: notebook_rank(p, assignment_id, template_name) for p in candidates}
-    chosen = max(candidates, key=lambda p: (ranks[p], p.suffix.lower() == ".ipynb", p.stat().st_mtime))
-    shown = chosen.relative_to(directory).as_posix()
-    message = f"Graded `{shown}`."
-    if chosen.suffix.lower() == ".py":
-        message = f"Graded `{shown}`, a Python script in the percent format (`# %%` cells), as a notebook."
-    elif chosen.suffix.lower() != ".ipynb":
-        message = f"Graded `{shown}`: it is a Jupyter notebook although its name does not end in .ipynb."
-    if len(candidates) > 1:
-        names = ", ".join(p.relative_to(directory).as_posix() for p in candidates[:8])
-        runner_up = max(ranks[p] for p in candidates if p != chosen)
-        message = (f"You submitted {len(candidates)} notebooks ({names}); graded `{shown}`, the one that "
-                   f"{_why(ranks[chosen], runner_up)}. Submit a single notebook to choose yourself.")
-    return ChosenNotebook(chosen, message)
-
-
-REASONS = ("is a readable notebook", "declares this assignment in its metadata", "uses this assignment's names",
-           "is named like the template", "is not a copy or checkpoint", "has the most code")
-
-
-def _why(best: tuple, runner_up: tuple) -> str:
-    """The first criterion of :func:`notebook_rank` on which the chosen notebook beats the next best."""
-    for reason, mine, theirs in zip(REASONS, best, runner_up):
-        if mine != theirs:
-            return reason
-    return "was saved last"
-
-
 def grade_config(config: AutograderConfig, root: Path) -> GradeConfig:
     return GradeConfig(
         assignment=config.assignment, limits=config.limits, sandbox=True, write_report=False, instructor=False,
@@ -669,7 +571,7 @@ def run_autograder(root: Path, config: AutograderConfig) -> dict:
     started = time.monotonic()
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    choice = choose_notebook(root / "submission", config.assignment, config.template_name)
+    choice = choose_notebook(root / "submission", (config.assignment,))
     settings = grade_config(config, root)
     if choice.path is None:
         result = invalid_result(root / "submission", settings, 0, choice.message, time.monotonic() - started)

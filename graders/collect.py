@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
+from graders.choose import choose_notebook
 from graders.submission import MAX_SUBMISSION_BYTES, file_sha256
 
 METADATA_NAME = "submission_metadata.yml"
@@ -31,6 +32,8 @@ MAX_ZIP_TOTAL_BYTES = 4 * 2**30
 """Total uncompressed size of the entries we extract from a zip (zip-bomb guard)."""
 MAX_METADATA_BYTES = 20 * 2**20
 """Largest submission_metadata.yml read."""
+MAX_ZIP_OTHER_BYTES = 2**30
+"""Files of a zip other than notebooks and metadata are extracted until they add up to this many bytes."""
 OVERSIZE_MARKER = b"nbgrade: oversize "
 """Written instead of a zipped notebook over the size limit, so its submission still gets a row."""
 _SKIPPED_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
@@ -58,6 +61,8 @@ class BatchItem:
     """Content hash of the notebook (empty when there is none)."""
     problem: str | None = None
     """Why this submission cannot be graded, for the student (None when it can)."""
+    choice: str = ""
+    """Which file of a submission folder is graded and why (:class:`graders.choose.ChosenNotebook`)."""
 
 
 @dataclass
@@ -203,25 +208,19 @@ def collect_gradescope(export_root: Path) -> list[BatchItem]:
 
 
 def gradescope_item(export_root: Path, folder: str, who: dict[str, str]) -> BatchItem:
-    directory = export_root / folder
-    notebooks = notebooks_under(directory) if directory.is_dir() else []
-    if not notebooks:
-        return BatchItem(safe_id(folder), None, folder, problem="No .ipynb notebook was found in this submission.", **who)
-    chosen = choose_notebook(notebooks)
-    item = _notebook_item(chosen, chosen.relative_to(export_root), **who)
-    return replace(item, id=safe_id(folder))
+    """The submission in ``export_root/folder``: its notebook chosen as Gradescope's run chooses it (:mod:`graders.choose`)."""
+    choice = choose_notebook(export_root / folder, _assignment_ids())
+    if choice.path is None:
+        return BatchItem(safe_id(folder), None, folder, problem=choice.message, **who)
+    item = _notebook_item(choice.path, choice.path.relative_to(export_root), **who)
+    return replace(item, id=safe_id(folder), choice=choice.message)
 
 
-def choose_notebook(notebooks: list[Path]) -> Path:
-    """The notebook graded when a submission has several: one named like an assignment, else the largest."""
+def _assignment_ids() -> tuple[str, ...]:
+    """A batch detects each notebook's assignment: a submission's notebook may answer any of them."""
     from graders.rubrics import ASSIGNMENT_IDS
 
-    def rank(path: Path) -> tuple[int, int, str]:
-        stem = path.stem.lower().replace("_", "-")
-        named = any(a in stem or a.split("-")[0] in stem for a in ASSIGNMENT_IDS)
-        return (0 if named else 1, -path.stat().st_size, str(path))
-
-    return sorted(notebooks, key=rank)[0]
+    return tuple(ASSIGNMENT_IDS)
 
 
 def submitters(record: Any) -> dict[str, str]:
@@ -285,24 +284,32 @@ def _metadata_loader() -> type:
 
 # ------------------------------------------------------------------------------------ zips
 def extract_zip_safely(archive: Path, target: Path) -> None:
-    """Extract the notebooks and Gradescope metadata of ``archive`` into ``target``.
+    """Extract the submitted files and Gradescope metadata of ``archive`` into ``target``.
 
-    Refuses absolute paths and ``..``; skips symlinks, checkpoints and other files; caps entry
-    count and total size. A notebook over the size limit is written as an empty marker so that
-    its submission still gets a row saying why it was not graded.
+    In a Gradescope export every file is extracted, so that a submission folder offers
+    :func:`graders.choose.choose_notebook` what Gradescope's run would see (a ``# %%`` script, a
+    renamed notebook); files other than notebooks only up to :data:`MAX_ZIP_OTHER_BYTES` together.
+    Refuses absolute paths and ``..``; skips symlinks, checkpoints and (outside an export) other
+    files; caps entry count and total size. A notebook over the size limit
+    is written as an empty marker so that its submission still gets a row saying why it was not graded.
     """
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             if len(members) > MAX_ZIP_MEMBERS:
                 raise BatchInputError(f"{archive.name}: {len(members)} entries, more than the {MAX_ZIP_MEMBERS} allowed")
-            total = 0
+            total = other = 0
+            others = MAX_ZIP_OTHER_BYTES if any(_is_metadata(m.filename) for m in members) else 0
             for member, relative in _wanted_members(members):
                 destination = target.joinpath(*relative.parts)
                 limit = MAX_METADATA_BYTES if relative.name == METADATA_NAME else MAX_SUBMISSION_BYTES
+                kept = relative.suffix == ".ipynb" or relative.name == METADATA_NAME
+                if not kept and (not others or member.file_size > limit or other + member.file_size > others):
+                    continue  # another file (a script, a renamed notebook) is extracted only while it is small
                 if member.file_size > limit:
                     _write_oversize_marker(destination, member.file_size)
                     continue
+                other += 0 if kept else member.file_size
                 total += member.file_size
                 if total > MAX_ZIP_TOTAL_BYTES:
                     raise BatchInputError(f"{archive.name}: more than {MAX_ZIP_TOTAL_BYTES // 2**30} GB uncompressed")
@@ -311,13 +318,15 @@ def extract_zip_safely(archive: Path, target: Path) -> None:
         raise BatchInputError(f"{archive.name}: not a readable zip ({error})") from None
 
 
+def _is_metadata(name: str) -> bool:
+    return PurePosixPath(name.replace("\\", "/")).name == METADATA_NAME
+
+
 def _wanted_members(members: list[zipfile.ZipInfo]) -> Iterator[tuple[zipfile.ZipInfo, PurePosixPath]]:
     for member in members:
         if member.is_dir() or stat.S_ISLNK(member.external_attr >> 16):
             continue
         relative = safe_member_path(member.filename)
-        if relative.suffix != ".ipynb" and relative.name != METADATA_NAME:
-            continue
         if any(part in _SKIPPED_DIRS or part.startswith(".") for part in relative.parts[:-1]):
             continue
         yield member, relative

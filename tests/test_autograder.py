@@ -26,9 +26,9 @@ from graders.autograder import (
     AutograderConfig,
     autograder_config,
     build_zip,
-    choose_notebook,
     shrink,
 )
+from graders.choose import choose_notebook
 from graders.mnist import default_cache_dir
 from tests.conftest import REFERENCE_NOTEBOOKS, make_notebook, write_notebook
 
@@ -184,7 +184,7 @@ def test_shrink_keeps_results_under_a_megabyte():
 def test_a_misnamed_notebook_is_found_and_the_message_says_so(tmp_path):
     write_notebook(make_notebook(["x = 1"], "csci145-ps6"), tmp_path / "my homework.txt")
     (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4")
-    choice = choose_notebook(tmp_path, "csci145-ps6", "csci145-ps6.ipynb")
+    choice = choose_notebook(tmp_path, ("csci145-ps6",))
     assert choice.path == tmp_path / "my homework.txt"
     assert "does not end in .ipynb" in choice.message
 
@@ -194,7 +194,7 @@ def test_among_several_notebooks_the_one_answering_the_assignment_is_graded(tmp_
     write_notebook(make_notebook(["def sigmoid_derivative(z):\n    return z", "K_train = 1"], "csci145-ps6"), tmp_path / "hw6.ipynb")
     (tmp_path / ".ipynb_checkpoints").mkdir()
     write_notebook(make_notebook(["x = 2"], "csci145-ps6"), tmp_path / ".ipynb_checkpoints" / "hw6-checkpoint.ipynb")
-    choice = choose_notebook(tmp_path, "csci145-ps6", "csci145-ps6.ipynb")
+    choice = choose_notebook(tmp_path, ("csci145-ps6",))
     assert choice.path == tmp_path / "hw6.ipynb"
     assert "You submitted 2 notebooks" in choice.message and "declares this assignment" in choice.message
 

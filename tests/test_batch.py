@@ -161,7 +161,8 @@ def test_gradescope_export_zip_reads_names_and_grades_every_folder(tmp_path):
     assert (group["total"], group["status"]) == ("20", "graded")  # the checkpoint copy (a sign error) was not graded
     assert (rows["submission_1002"]["status"], rows["submission_1002"]["name"]) == ("invalid_submission", "Grace Hopper")
     assert rows["submission_1003"]["status"] == "invalid_submission"
-    assert "No .ipynb notebook" in json.loads((out / "submission_1003" / "results.json").read_text())["output"]
+    output = json.loads((out / "submission_1003" / "results.json").read_text())["output"]
+    assert "No Jupyter notebook was found in your submission (solution.py)" in output and "`# %%`" in output
     summary = (out / "summary.html").read_text()
     assert "Ada &lt;b&gt;Lovelace&lt;/b&gt;" in summary and "<b>Lovelace" not in summary
 

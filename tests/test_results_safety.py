@@ -23,7 +23,8 @@ import jsonschema
 import nbformat
 import pytest
 
-from graders.autograder import FALLBACK_SCRIPT, autograder_config, choose_notebook
+from graders.autograder import FALLBACK_SCRIPT, autograder_config
+from graders.choose import choose_notebook
 from graders.checks import CheckResult, Outcome
 from graders.grade import grade_submission, invalid_result, write_outputs
 from graders.result import GradedObject, GradingResult
@@ -268,10 +269,10 @@ def test_the_gradescope_autograder_picks_a_percent_script_and_explains_a_plain_o
     submission.mkdir()
     (submission / "hw6.py").write_text("import numpy as np\nprint(1)\n")
     (submission / "notes.txt").write_text("hello")
-    choice = choose_notebook(submission, "csci145-ps6", "csci145-ps6.ipynb")
+    choice = choose_notebook(submission, ("csci145-ps6",))
     assert choice.path is None and "`# %%`" in choice.message
     (submission / "hw6.py").write_text(PERCENT_SCRIPT)
-    choice = choose_notebook(submission, "csci145-ps6", "csci145-ps6.ipynb")
+    choice = choose_notebook(submission, ("csci145-ps6",))
     assert choice.path == submission / "hw6.py" and "percent format" in choice.message
 
 
