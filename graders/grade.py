@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.config import GradeConfig
-from graders.execute import ExecutedNotebook, KernelSession, Workspace, execute_notebook
+from graders.execute import ExecutedNotebook, KernelSession, KillReason, Workspace, execute_notebook
 from graders.judge import PUBLIC_COPY_NOTE, JudgeContext, graded_objects, judge_part
 from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
@@ -183,7 +183,7 @@ def run_kernel_stage(
     worker.join(budget)
     if worker.is_alive():
         stage.error = (stage.error or "") + f"kernel stage exceeded {budget:.0f} s; the kernel was killed"
-        session.kill("the grader's hard time limit was reached")
+        session.kill(KillReason.HARD_LIMIT, "the grader's hard time limit was reached")
         worker.join(10)
     stage.peak_kernel_rss_mb = session.peak_rss_kb / 1024
     closer = threading.Thread(target=session.shutdown, daemon=True, name="nbgrade-shutdown")

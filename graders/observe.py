@@ -14,6 +14,7 @@ part's message says what happened when that was not possible.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
@@ -24,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from graders.execute import CellRun, ExecutedNotebook, KernelSession
+from graders.execute import ExecutedNotebook
 from graders.hostfs import ReadLimits, make_directory, open_directory, read_probe_output, save_array_file, write_new_file
 from graders.kernel import kernel_source
+from graders.kernel_session import CellRun, CellStatus, KernelSession
 
 WARM_UP_SECONDS = 60.0
 """Time the probes' own imports (torch, torchvision) may take in the kernel, outside every part's limit."""
@@ -42,6 +44,18 @@ class Found:
     reason: str
 
 
+class ObservationStatus(str, enum.Enum):
+    """Whether a part's probe cell finished (``ok``), and how it did not."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class PartObservation:
     """What one part's probe reported: its JSON values and the arrays it saved, read and bounded at once."""
@@ -49,8 +63,8 @@ class PartObservation:
     part: str
     values: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    status: str = "ok"
-    """``ok``; ``timeout``, ``killed`` or ``error`` when the probe cell itself did not finish."""
+    status: ObservationStatus = ObservationStatus.OK
+    """Not ``ok`` when the probe cell itself did not finish."""
     problem: str = ""
     secret: bool = False
     """Its inputs were data the sandbox must not see: its errors are quoted most narrowly."""
@@ -132,7 +146,7 @@ class Observations:
     """Observed in the student's own session (a local check): no cell outputs to confirm figures with."""
 
     def part(self, part_id: str) -> PartObservation:
-        return self.parts.get(part_id) or PartObservation(part_id, {}, {}, "error", "not observed")
+        return self.parts.get(part_id) or PartObservation(part_id, {}, {}, ObservationStatus.ERROR, "not observed")
 
 
 @dataclass(frozen=True)
@@ -260,13 +274,13 @@ def read_part_directory(part: str, directory: Path, limits: ReadLimits = ReadLim
     try:
         fd = open_directory(directory)
     except OSError:
-        return PartObservation(part, {}, {}, "error", "the check could not read what your objects returned")
+        return PartObservation(part, {}, {}, ObservationStatus.ERROR, "the check could not read what your objects returned")
     try:
         values, arrays, refused = read_probe_output(fd, limits, None)
     finally:
         os.close(fd)
     if values is None:
-        return PartObservation(part, {}, {}, "error", "the check could not read what your objects returned")
+        return PartObservation(part, {}, {}, ObservationStatus.ERROR, "the check could not read what your objects returned")
     return PartObservation(part, values, arrays, problem=_refused_note(refused))
 
 
@@ -334,7 +348,7 @@ def observe(
     for part in plan.order():
         inputs = plan.inputs[part]
         if not recovery.ensure_running(part):
-            parts[part] = PartObservation(part, {}, {}, "killed", recovery.problem)
+            parts[part] = PartObservation(part, {}, {}, ObservationStatus.KILLED, recovery.problem)
             continue
         parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
         parts[part].secret = part in plan.secret
@@ -356,15 +370,15 @@ def _observe_part(
     run = session.run_code(cell, timeout=timeout)
     values, arrays, refused = exchange.read(part) if session.alive else (None, {}, [])
     if values is not None and values.get("tampered"):
-        return PartObservation(part, {}, {}, "error", TAMPERED_PROBLEM)
-    if run.status == "ok" and values is not None:
+        return PartObservation(part, {}, {}, ObservationStatus.ERROR, TAMPERED_PROBLEM)
+    if run.status == CellStatus.OK and values is not None:
         return PartObservation(part, values, arrays, problem=_refused_note(refused))
     problem = {
-        "timeout": f"your code did not finish within {timeout:g} s when the grader called it",
-        "killed": f"the kernel died while the grader called your code ({run.evalue})",
-        "ok": "the grader's call to your code wrote no result (did the notebook replace json, open or the exchange files?)",
+        CellStatus.TIMEOUT: f"your code did not finish within {timeout:g} s when the grader called it",
+        CellStatus.KILLED: f"the kernel died while the grader called your code ({run.evalue})",
+        CellStatus.OK: "the grader's call to your code wrote no result (did the notebook replace json, open or the exchange files?)",
     }.get(run.status, f"{run.ename}: {run.evalue}"[:300])
-    status = run.status if run.status in ("timeout", "killed") else "error"
+    status = ObservationStatus(str(run.status)) if run.status in (CellStatus.TIMEOUT, CellStatus.KILLED) else ObservationStatus.ERROR
     return PartObservation(part, values or {}, arrays if values else {}, status, problem)
 
 
@@ -390,17 +404,17 @@ class KernelRecovery:
     def warm_up(self) -> None:
         """Import what the probes use, so that no part's time limit pays for it."""
         run = self.session.run_code(self.warm_up_source, timeout=WARM_UP_SECONDS)
-        if run.status == "timeout":
+        if run.status == CellStatus.TIMEOUT:
             self.session.stop_if_unresponsive("the kernel did not respond while the grader prepared its checks")
         if not self.session.alive and not self.cause:
             self.cause = f"the kernel stopped while the grader prepared its checks ({run.summary})"
 
     def check_after(self, part: str, observation: PartObservation) -> None:
         """After a probe that timed out or died: make sure a hung kernel is stopped, and remember why."""
-        if observation.status == "timeout" and self.session.alive:
+        if observation.status == ObservationStatus.TIMEOUT and self.session.alive:
             self.session.stop_if_unresponsive("the kernel did not respond after the grader's call timed out")
         if not self.session.alive and not self.cause:
-            what = "did not return" if observation.status == "timeout" else "killed the kernel"
+            what = "did not return" if observation.status == ObservationStatus.TIMEOUT else "killed the kernel"
             self.cause = f"the grader's call to your code for {part} {what}"
 
     def ensure_running(self, next_part: str) -> bool:
@@ -440,10 +454,10 @@ class KernelRecovery:
             return f"the kernel could not be restarted: {str(error)[:120]}"
         session.deadline = started + budget
         for run in self.executed.runs:
-            if run.status not in ("ok", "error"):
+            if run.status not in (CellStatus.OK, CellStatus.ERROR):
                 continue
             again: CellRun = session.run_cell(run.index, limits.cell_timeout)
-            if again.status in ("killed", "timeout"):
+            if again.status in (CellStatus.KILLED, CellStatus.TIMEOUT):
                 return f"cell {run.index + 1} {again.summary}"
         session.deadline = probes_deadline + (time.monotonic() - started)
         return None
