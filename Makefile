@@ -1,12 +1,13 @@
 # Two entry points a new user needs; both work on a fresh clone with nothing done first.
 #   make demo   set up, provision MNIST, grade the bundled example, write its report
 #   make test   set up (with the browser the report/PDF tests use) and run the test suite
+#   make test-fast   the tests that start no kernel, browser, cluster or grading subprocess (under a minute)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test test-fast setup browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,11 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests
+
+# Every check unit-tested on made-up observations, the reports, the CLI's parsing, the reference
+# functions; tests marked slow (tests/conftest.py says which) are left to `make test`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) examples/*.graded

@@ -23,6 +23,7 @@ import torch
 from sklearn.metrics import log_loss
 from torch.utils.data import DataLoader
 
+from graders.mnist import ensure_mnist
 from reference.ece685d_hw2 import (
     METHODS,
     PARAM_NAMES,
@@ -254,8 +255,7 @@ def test_every_method_decreases_the_training_loss_monotonically(histories_by_see
 
 @pytest.fixture(scope="module")
 def two_view() -> MNISTTwoView:
-    mnist = pytest.importorskip("graders.mnist")
-    return make_two_view_dataset(mnist.ensure_mnist().root, train=True)
+    return make_two_view_dataset(ensure_mnist().root, train=True)
 
 
 def test_two_view_items_are_views_of_the_labelled_image(two_view: MNISTTwoView) -> None:
@@ -332,13 +332,12 @@ def test_measure_view_resemblance_is_seeded_and_leaves_rng_alone(two_view: MNIST
 @pytest.mark.slow
 def test_reference_notebook_runs_offline_and_defines_contract_names() -> None:
     nbclient = pytest.importorskip("nbclient")
-    mnist = pytest.importorskip("graders.mnist")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert notebook.metadata["nbgrade"]["assignment"] == "ece685d-hw2"
     probe = "import json\nprint(json.dumps({n: n in globals() for n in %r}))" % (CONTRACT_NAMES,)
     notebook.cells.append(nbformat.v4.new_code_cell(probe))
     with tempfile.TemporaryDirectory() as workdir:
-        (Path(workdir) / "data").symlink_to(mnist.ensure_mnist().root, target_is_directory=True)
+        (Path(workdir) / "data").symlink_to(ensure_mnist().root, target_is_directory=True)
         start = time.perf_counter()
         nbclient.NotebookClient(
             notebook, timeout=120, kernel_name="python3",
