@@ -1,0 +1,269 @@
+"""Attacks, second round (issue 16): a student who has read the grader's source, black-box end to end.
+
+Each test grades one small hostile notebook (``tests/attack_notebooks2.py``) with
+:func:`graders.grade_submission`, requires the ``ATTACK-…`` line the notebook prints from inside the
+kernel (so that a test cannot pass because the attack did not run), and checks a host-side
+invariant or a guarantee README.md ("Sandbox and limits") states.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from graders.config import GradeConfig
+from graders.grade import grade_submission
+from graders.sandbox import is_root
+from tests.attack_notebooks import printed, printed_json, write_cells
+from tests.attack_notebooks2 import (
+    FORGED_TABLE_LINE,
+    autograd_p1_cells,
+    emptied_state_cells,
+    held_back_in_reach_cells,
+    host_shmem_mb,
+    processes_named,
+    remove_sysv_segment,
+    replaced_state_cells,
+    shared_memory_cells,
+    survivor_cells,
+    sysv_cells,
+    sysv_segments,
+    terminal_forge_cells,
+    warm_up_killer_cells,
+)
+from tests.conftest import fast_config, make_notebook, write_notebook
+from tests.hostile_corpus import part_scores, valid_results
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the sandbox and these checks need Linux"),
+]
+needs_root = pytest.mark.skipif(not is_root(), reason="the attack targets the root grader's sandbox (uid switch, new root)")
+SEED = 12345
+
+
+def config(assignment: str = "csci145-ps6", **limits: object) -> GradeConfig:
+    base = fast_config(cell_timeout=limits.pop("cell_timeout", 30), total_timeout=limits.pop("total_timeout", 150),
+                       probe_timeout=limits.pop("probe_timeout", 30), seed=SEED, write_report=False)
+    return replace(base, assignment=assignment, limits=replace(base.limits, **limits))
+
+
+def grade(cells, tmp_path: Path, cfg: GradeConfig | None = None, name: str = "submission.ipynb"):
+    path = write_cells(cells, tmp_path / name)
+    out = tmp_path / (path.stem + ".graded")
+    return grade_submission(path, cfg or config(), out_dir=out), out
+
+
+def killed_for_memory(result) -> bool:
+    return any(issue.status == "killed" and "memory" in issue.summary for issue in result.execution.issues)
+
+
+class ShmemSampler:
+    """The host's peak Shmem growth (MB) while grading runs."""
+
+    def __enter__(self) -> "ShmemSampler":
+        self.base = host_shmem_mb()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, host_shmem_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.base
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The memory cap counts every kind of RAM the kernel can hold
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["mmap_shared", "memfd", "deleted_shm_file", "socket_buffers"])
+def test_ram_held_as_shared_memory_counts_against_the_memory_cap(mode, tmp_path):
+    """README: 'memory (anonymous memory of the kernel's processes … *plus* every file it wrote)'.
+
+    A shared anonymous map (Python's ``mmap.mmap(-1, n)`` default) and a memfd are shmem: neither
+    anonymous memory (Pss_Anon) nor a file on the sandbox's tmpfs. Held at 3× the cap, the kernel
+    must be stopped.
+    """
+    memory_mb = 640
+    with ShmemSampler() as shmem:
+        result, out = grade(shared_memory_cells(mode, 3 * memory_mb), tmp_path, config(memory_mb=memory_mb))
+    started = printed_json(out, "ATTACK-SHMEM-START")
+    assert started["mb"] == 3 * memory_mb, started
+    held = printed(out, "ATTACK-SHMEM-HELD")
+    alive = printed(out, "ATTACK-SHMEM-ALIVE")
+    assert held or killed_for_memory(result), "the notebook neither took the memory nor was stopped for it"
+    assert not alive and killed_for_memory(result), (
+        f"the kernel held RAM as {mode} for 4 s under a {memory_mb} MB cap ({held[-1:]}) "
+        f"(host Shmem grew by {shmem.growth:.0f} MB; issues: {[i.summary for i in result.execution.issues]})")
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. P1 with autograd unavailable
+# ---------------------------------------------------------------------------------------------
+def test_p1_gradients_from_autograd_references_kept_before_the_probe_earn_nothing(tmp_path):
+    """README: 'P1 is run with autograd unavailable … a function that needs autograd earns nothing'.
+
+    The notebook keeps ``torch.autograd.grad`` and ``torch.enable_grad`` under its own names before
+    any probe runs; its P1 function turns recording back on and differentiates with the kept reference.
+    """
+    nb = make_notebook(autograd_p1_cells(), assignment="ece685d-hw2")
+    path = write_notebook(nb, tmp_path / "submission.ipynb")
+    out = tmp_path / "submission.graded"
+    result = grade_submission(path, config("ece685d-hw2", cell_timeout=60, total_timeout=200, probe_timeout=60), out_dir=out)
+    attack = printed_json(out, "ATTACK-AUTOGRAD")
+    assert attack["finite"] and len(attack["keys"]) == 6, attack  # autograd worked with the entry points replaced
+    earned = {c.name: c.score for c in result.part("P1").checks if c.score > 0}
+    assert not earned, f"a P1 function that differentiates with autograd earned {sum(earned.values()):g} points: {earned}"
+    valid_results(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The prelude's state pin
+# ---------------------------------------------------------------------------------------------
+def test_a_replaced_state_is_caught_even_when_json_dump_erases_the_flag(tmp_path):
+    """README: 'a notebook that replaces or changes the state itself is caught by that identity and
+    scores 0 on every part observed after it'. The runtime restores nothing once it sees the state
+    replaced, so the notebook's json.dump is the one that writes the probes' records: it drops
+    ``tampered``. The verdict must not depend on a record the tampering notebook writes."""
+    result, out = grade(replaced_state_cells(), tmp_path)
+    attack = printed_json(out, "ATTACK-STATE-REPLACED")
+    assert attack["replaced"], attack  # the state was found and replaced
+    valid_results(out)
+    assert part_scores(result)["2A"] == 0.0, (
+        "the state was replaced and the 'tampered' flag erased by a patched json.dump: 2A was still graded "
+        f"({part_scores(result)})")
+
+
+def test_emptying_the_states_saved_originals_in_place_leaves_no_patch_in_the_probes(tmp_path):
+    """README: the prelude 'puts back library functions … the notebook replaced before any probe runs'.
+
+    The notebook keeps the state object and its functions (so the pin's ids and nonce match) but
+    empties, in place, the list and dict of originals its ``restore_pristine`` closes over; its
+    json.dump then rewrites every probe's record. A correct 2A must still score (its record is the
+    probe's, not the notebook's), or the tampering must be caught and said.
+    """
+    result, out = grade(emptied_state_cells(), tmp_path)
+    attack = printed_json(out, "ATTACK-STATE-EMPTIED")
+    assert attack["emptied"] and any(n > 0 for _kind, n in attack["emptied"]), attack
+    valid_results(out)
+    text = (out / "results.json").read_text()
+    caught = "replaced or changed the grader's own state" in text
+    assert part_scores(result)["2A"] == 5.0 or caught, (
+        "the notebook emptied the grader's saved originals in place (the pin did not notice) and its json.dump "
+        f"replaced 2A's probe record: {part_scores(result)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. No process of the sandbox outlives grading
+# ---------------------------------------------------------------------------------------------
+@needs_root
+def test_a_double_forked_renamed_process_does_not_survive_grading(tmp_path):
+    name = "nbg" + secrets.token_hex(5)
+    result, out = grade(survivor_cells(name), tmp_path)
+    attack = printed_json(out, "ATTACK-SURVIVOR")
+    assert attack["pid_in_namespace"], attack
+    time.sleep(1)
+    left = processes_named(name)
+    for pid, _uid in left:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    assert not left, f"a process the notebook started outlived grading: {left}"
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Held-back digits: probed last
+# ---------------------------------------------------------------------------------------------
+@needs_root
+def test_no_other_parts_probe_runs_once_the_held_back_digits_are_in_reach(tmp_path):
+    """README: 'A part whose inputs are such data is probed last'. The 2A function answers wrongly
+    when 1B's hidden inputs (the held-back digits) are readable in the sandbox while it is called."""
+    result, out = grade(held_back_in_reach_cells(), tmp_path)
+    attack = printed_json(out, "ATTACK-INPUTS")
+    assert attack["inputs_folder"], attack  # the grader's inputs folder is where the function looks
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0, (
+        "2A's probe called the notebook's code while 1B's held-back digits were readable in the sandbox "
+        f"({[c.message for c in result.part('2A').checks if c.score == 0][:2]})")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The instructor's terminal table holds only the grader's lines
+# ---------------------------------------------------------------------------------------------
+def test_text_from_the_notebook_cannot_forge_lines_of_the_terminal_table(tmp_path):
+    from graders.summary_table import format_result
+
+
+    result, out = grade(terminal_forge_cells(), tmp_path)
+    assert printed(out, "ATTACK-TERMINAL"), "the forging cell did not run"
+    valid_results(out)
+    table = format_result(result, out)
+    rows = table.splitlines()
+    totals = [row for row in rows if row.lstrip().startswith("total ")]
+    assert len(totals) == 1 and FORGED_TABLE_LINE not in rows, f"the notebook forged rows of the terminal table:\n{table}"
+    assert "\r" not in table, "a carriage return from the notebook reaches the terminal (it overwrites the row)"
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Nothing of the sandbox outlives it in the host's kernel: System V shared memory
+# ---------------------------------------------------------------------------------------------
+@needs_root
+def test_system_v_shared_memory_made_in_the_sandbox_does_not_outlive_grading(tmp_path):
+    """README: everything the kernel writes 'vanishes with the kernel' and the memory cap holds.
+
+    The sandbox gets new mount, network and PID namespaces but shares the host's IPC namespace: a
+    System V segment created there (mode 0666, 3× the memory cap, touched then detached) belongs to
+    no process, so the watchdog never counts it, killing the sandbox's processes does not free it,
+    and every user of the host (another sandbox included) can attach it.
+    """
+    key = 0x6E620000 + secrets.randbelow(0xFFFF)
+    memory_mb = 640
+    try:
+        result, out = grade(sysv_cells(key, 3 * memory_mb), tmp_path, config(memory_mb=memory_mb))
+        attack = printed_json(out, "ATTACK-SYSV")
+        left = [s for s in sysv_segments() if s["key"] == key or (61000 <= s["cuid"] < 65000)]
+    finally:
+        for segment in sysv_segments():
+            if segment["key"] == key:
+                remove_sysv_segment(segment["shmid"])
+    assert attack["shmid"] >= 0 or attack["errno"], attack  # the call was made (refused is fine)
+    assert not left, (f"a {attack['touched_mb']} MB System V segment made by the sandbox (mode 0666) is still in the "
+                      f"host's kernel after grading: {left}")
+    valid_results(out)
+    assert part_scores(result)["2A"] == 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. A kernel that dies while the grader prepares its checks still gives a graded result
+# ---------------------------------------------------------------------------------------------
+def test_a_kernel_that_dies_in_the_graders_warm_up_does_not_crash_the_observation(tmp_path):
+    """A notebook near its memory cap dies the same way when the probes import torch. The grader
+    must record why the parts were not observed, not fail with its own traceback (it reads
+    ``/proc/<dead launcher>/root``)."""
+    result, out = grade(warm_up_killer_cells(), tmp_path)
+    assert printed(out, "ATTACK-WARM-UP"), "the hook was not installed"
+    valid_results(out)
+    detail = result.instructor_detail or ""
+    assert "Traceback" not in detail, f"the grader's observation stage crashed:\n{detail[-1500:]}"
+    message = " ".join(c.message for c in result.part("2A").checks)
+    assert "kernel" in message, f"2A does not say that the kernel stopped: {message[:300]}"
