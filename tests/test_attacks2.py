@@ -213,7 +213,6 @@ def test_no_other_parts_probe_runs_once_the_held_back_digits_are_in_reach(tmp_pa
 def test_text_from_the_notebook_cannot_forge_lines_of_the_terminal_table(tmp_path):
     from graders.summary_table import format_result
 
-
     result, out = grade(terminal_forge_cells(), tmp_path)
     assert printed(out, "ATTACK-TERMINAL"), "the forging cell did not run"
     valid_results(out)
