@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Sequence, TextIO
 from graders.collect import BatchInputError, BatchItem, CollectedBatch, collect_submissions
 from graders.config import GradeConfig
 from graders.gradebook import GradebookRow, row_from_result, write_gradebook
-from graders.pool import GradeTask, TaskOutcome, local_host, run_local
+from graders.pool import GradeTask, LocalRunner, TaskOutcome, TaskRunner, local_host
 from graders.progress import BatchProgress, format_duration
 from graders.result import GradingResult
 
@@ -157,10 +157,8 @@ def grade_batch(
     config: GradeConfig,
     jobs: int | None = None,
     force: bool = False,
-    scheduler: str | None = None,
     *,
-    cluster: str | None = None,
-    cluster_workers: int = 2,
+    runner: TaskRunner | None = None,
     stream: TextIO | None = None,
     tty: bool | None = None,
     check_assignment_first: bool = True,
@@ -170,7 +168,9 @@ def grade_batch(
 
     ``compare_with`` are archives (folders, zips, exports of earlier years' or published notebooks)
     that the similarity report compares the submissions with; they are collected before grading
-    starts, so that a wrong path stops the batch at once rather than after it.
+    starts, so that a wrong path stops the batch at once rather than after it. ``runner`` grades the
+    submissions (default: ``jobs`` worker processes on this machine; :func:`graders.runner.runner_for`
+    gives a Dask one); ``jobs`` also scales each kernel's threads.
     """
     started = time.monotonic()
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
@@ -193,7 +193,7 @@ def grade_batch(
         manifest.seed = config.seed
         run = BatchRun(collected, out_dir, config, manifest, force)
         run.archives = [(path, archive.items) for path, archive in archives]
-        run.grade(workers, scheduler, cluster, cluster_workers, BatchProgress(len(collected.items), 0, stream, tty))
+        run.grade(runner or LocalRunner(workers), BatchProgress(len(collected.items), 0, stream, tty))
         run.write_outputs()
     finally:
         collected.cleanup()
@@ -235,7 +235,7 @@ class BatchRun:
                 row = GradebookRow.from_dict(manifest.entries[item.id]["row"])
                 self.rows[item.id] = replace(row, name=item.name, email=item.email)
 
-    def grade(self, workers: int, scheduler: str | None, cluster: str | None, cluster_workers: int, progress: BatchProgress) -> None:
+    def grade(self, runner: TaskRunner, progress: BatchProgress) -> None:
         """Grade the items that need it, recording each as it finishes."""
         progress.skipped = self.skipped
         progress.start()
@@ -250,20 +250,8 @@ class BatchRun:
             else:
                 tasks.append(GradeTask(item.id, item.path, staging / item.id))
         if tasks:
-            self._execute(tasks, workers, scheduler, cluster, cluster_workers)
+            runner.run(tasks, self.config, self.on_done, prepare=self.prepare, log_dir=self.out_dir / LOG_DIR)
         progress.finish()
-
-    def _execute(self, tasks: list[GradeTask], workers: int, scheduler: str | None, cluster: str | None, cluster_workers: int) -> None:
-        if scheduler or cluster:
-            try:
-                from graders.cluster import run_on_cluster
-            except ImportError as error:
-                raise BatchUsageError(f"--scheduler/--cluster need Dask: pip install 'nbgrade-ml[cluster]' ({error})") from None
-            run_on_cluster(tasks, self.config, self.on_done, address=scheduler, cluster=cluster, workers=cluster_workers,
-                           prepare=self.prepare)
-        else:
-            (self.out_dir / LOG_DIR).mkdir(exist_ok=True)
-            run_local(tasks, self.config, workers, self.on_done, log_dir=self.out_dir / LOG_DIR, prepare=self.prepare)
 
     def prepare(self, task: GradeTask) -> TaskOutcome | None:
         """A file that cannot be read as a notebook is graded here, without a worker or a kernel."""
@@ -418,6 +406,11 @@ class BatchOptions:
             return self.scheduler
         return None if self.cluster else os.environ.get("DASK_SCHEDULER_ADDRESS") or None
 
+    @property
+    def on_dask(self) -> bool:
+        """The batch is to be graded on a Dask cluster (a scheduler's address, or a cluster to start)."""
+        return bool(self.resolved_scheduler() or self.cluster)
+
 
 class AssignmentMismatch(BatchUsageError):
     """``--assignment`` contradicts what the batch's notebooks say they answer: stop before grading them all to 0."""
@@ -450,10 +443,16 @@ def check_assignment(collected: CollectedBatch, assignment_id: str) -> None:
         )
 
 
-def run_batch(source: Path, options: BatchOptions, config: GradeConfig, stream: TextIO | None = None) -> BatchResult:
-    """``grade SUBMISSIONS …`` as a library call: the batch's options resolved, then :func:`grade_batch`."""
-    return grade_batch(source, options.resolved_out_dir(source), config, options.jobs, options.force,
-                       options.resolved_scheduler(), cluster=options.cluster, cluster_workers=options.cluster_workers,
+def run_batch(
+    source: Path, options: BatchOptions, config: GradeConfig, stream: TextIO | None = None, runner: TaskRunner | None = None
+) -> BatchResult:
+    """``grade SUBMISSIONS …`` as a library call: the batch's options resolved, then :func:`grade_batch`.
+
+    ``runner``: :func:`graders.runner.runner_for` of the same options (needed when they ask for Dask).
+    """
+    if runner is None and options.on_dask:
+        raise BatchUsageError("the options ask for a Dask cluster: pass runner=graders.runner.runner_for(options)")
+    return grade_batch(source, options.resolved_out_dir(source), config, options.jobs, options.force, runner=runner,
                        stream=stream, check_assignment_first=not options.force_assignment,
                        compare_with=options.compare_with)
 

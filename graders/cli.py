@@ -301,9 +301,10 @@ def run_grade_file(path: Path, out: Path, config: GradeConfig) -> int:
 def run_grade_batch(path: Path, options: BatchOptions, config: GradeConfig) -> int:
     from graders.batch import BatchUsageError, format_batch_result, run_batch
     from graders.collect import BatchInputError
+    from graders.runner import runner_for
 
     try:
-        result = run_batch(path, options, config)
+        result = run_batch(path, options, config, runner=runner_for(options))
     except (BatchInputError, BatchUsageError) as error:
         raise UsageError(str(error)) from None
     print(format_batch_result(result))

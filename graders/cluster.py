@@ -117,6 +117,23 @@ def _local_grader(config: GradeConfig, name: str) -> GradingWorker:
 
 
 # ----------------------------------------------------------------------------- client side
+@dataclass(frozen=True)
+class DaskRunner:
+    """A batch's :class:`graders.pool.TaskRunner` on Dask: a running scheduler, or a cluster it starts."""
+
+    address: str | None = None
+    """The scheduler's address (``tcp://HEAD:8786``)."""
+    cluster: str | None = None
+    """A cluster to start instead (``slurm``)."""
+    workers: int = 2
+    """Workers to start with ``cluster``."""
+
+    def run(self, tasks: list[GradeTask], config: GradeConfig, on_done: Callable[[TaskOutcome], None], *,
+            prepare: Callable[[GradeTask], TaskOutcome | None] | None = None, log_dir: Path | None = None) -> None:
+        run_on_cluster(tasks, config, on_done, address=self.address, cluster=self.cluster, workers=self.workers,
+                       prepare=prepare)
+
+
 def run_on_cluster(
     tasks: list[GradeTask], config: GradeConfig, on_done: Callable[[TaskOutcome], None], *,
     address: str | None = None, cluster: str | None = None, workers: int = 2,

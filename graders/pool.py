@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Protocol
 
 from graders.config import GradeConfig, Limits
 from graders.sandbox import isolated_python
@@ -225,6 +225,31 @@ def worker_environment(threads: int) -> dict[str, str]:
 
 def local_host() -> str:
     return socket.gethostname()
+
+
+class TaskRunner(Protocol):
+    """Where a batch's submissions are graded: this machine's worker processes, or a Dask cluster.
+
+    The batch hands its runner the tasks and is called back, serialised, as each finishes; it
+    never needs to know which runner it has (:class:`LocalRunner`, :class:`graders.cluster.DaskRunner`).
+    """
+
+    def run(self, tasks: list[GradeTask], config: GradeConfig, on_done: Callable[[TaskOutcome], None], *,
+            prepare: Callable[[GradeTask], TaskOutcome | None] | None = None, log_dir: Path | None = None) -> None:
+        """Grade ``tasks``; ``prepare`` and ``on_done`` as in :func:`run_local`; ``log_dir`` for the workers' logs."""
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """Grade on this machine with ``jobs`` worker processes at once (:func:`run_local`)."""
+
+    jobs: int
+
+    def run(self, tasks: list[GradeTask], config: GradeConfig, on_done: Callable[[TaskOutcome], None], *,
+            prepare: Callable[[GradeTask], TaskOutcome | None] | None = None, log_dir: Path | None = None) -> None:
+        if log_dir is not None:
+            log_dir.mkdir(exist_ok=True)
+        run_local(tasks, config, self.jobs, on_done, log_dir=log_dir, prepare=prepare)
 
 
 def run_local(

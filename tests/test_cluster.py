@@ -24,6 +24,7 @@ pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
 from graders.batch import grade_batch  # noqa: E402
+from graders.cluster import DaskRunner  # noqa: E402
 from tests.test_batch import batch_config, rows_by_id, write_mixed_folder  # noqa: E402
 
 pytestmark = pytest.mark.cluster
@@ -180,7 +181,7 @@ def test_killing_a_worker_mid_run_still_gives_a_complete_gradebook(tmp_path, loo
 
     def run() -> None:
         try:
-            grade_batch(source, out, batch_config(), jobs=2, force=False, scheduler=loopback_cluster.address,
+            grade_batch(source, out, batch_config(), jobs=2, force=False, runner=DaskRunner(loopback_cluster.address),
                         stream=io.StringIO(), tty=False)
         except BaseException as error:  # noqa: BLE001 - re-raised in the test thread
             failure.append(error)
