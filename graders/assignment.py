@@ -10,7 +10,7 @@ package and found through the ``nbgrade.assignments`` entry-point group (:mod:`g
 The probe↔check protocol is declared on both sides and checked when the package loads
 (:func:`protocol_problems`): the kernel-side probe text carries a literal ``PRODUCES`` mapping
 (part id → observation keys it writes), each check an ``observes`` tuple (the keys it reads). A
-key may hold ``{placeholders}`` (``K_{case}``); a key of another part is written ``"1A:train_set.len"``.
+key may hold ``{placeholders}`` (``grad_{case}``); a key of another part is written ``"Q1:dataset.len"``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class PartSpec:
     headings: tuple[str, ...] = ()
     """Regular expressions that, found in a heading, open this part (``(?<!\\w)P\\s*2(?!\\w)``)."""
     problem: str | None = None
-    """The problem number this part sits under (``1`` for 1C): ``Problem 1`` … ``Part C`` opens it."""
+    """The problem number this part sits under (``3`` for 3B): ``Problem 3`` … ``Part B`` opens it."""
     letter: str | None = None
     """Its letter under ``problem`` (``C``); None for a part that is a whole problem (``Problem 2`` opens it)."""
     heading_words: tuple[str, ...] = ()
@@ -76,7 +76,7 @@ class Threshold:
     """A pass mark for a trained figure: the problem's own value, lowered below the reference's worst run."""
 
     key: str
-    """``PART.figure`` (``1B.test_accuracy``): what the checks ask for and the calibration file's key."""
+    """``PART.figure`` (``Q2.test_accuracy``): what the checks ask for and the calibration file's key."""
     contract: float
     """The figure the problem states."""
 
@@ -121,10 +121,10 @@ class AssignmentSpec:
     """Everything about one assignment, declared once by its package."""
 
     id: str
-    """The id used on the command line, in notebook metadata and in results (``csci145-ps6``)."""
+    """The id used on the command line, in notebook metadata and in results (``stat101-hw1``)."""
     title: str
     package: str
-    """The declaring package (``graders.assignments.csci145_ps6``): its resources hold the probe text."""
+    """The declaring package (``stat101_grading.hw1``): its resources hold the probe text."""
     rubric: Rubric
     """The checks, registered in the package (its ``parts`` are the assignment's parts)."""
     hidden_inputs: HiddenInputs
@@ -136,9 +136,9 @@ class AssignmentSpec:
     probes: str = "probes.py"
     """Kernel-side probe text, a resource of ``package`` (sent to the kernel as text, never imported)."""
     reference_module: str | None = None
-    """Import path of the reference solution, imported only when judging (``reference.csci145_ps6``)."""
+    """Import path of the reference solution, imported only when judging (``reference.stat101_hw1``)."""
     reference_notebook: str | None = None
-    """The executed-solution notebook, relative to the ``reference`` package (``notebooks/csci145-ps6.ipynb``)."""
+    """The executed-solution notebook, relative to the ``reference`` package (``notebooks/stat101-hw1.ipynb``)."""
     reference_answers: str | None = None
     """Folder of written reference answers ``<PART>.md``, relative to the ``reference`` package."""
     calibration: str | None = None
@@ -146,8 +146,6 @@ class AssignmentSpec:
     thresholds: tuple[Threshold, ...] = ()
     template: Path | None = None
     """The student template notebook (the product keeps templates in ``student_template/``)."""
-    kernel_imports: tuple[str, ...] = ()
-    """Modules the probes import, loaded before any part's time limit starts."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything assignment-specific the package's own modules share (the engine never reads it)."""
 

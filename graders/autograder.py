@@ -41,7 +41,7 @@ from pathlib import Path
 from graders.bundle import Distribution, harness_distribution, package_files
 from graders.choose import ChosenNotebook, choose_notebook
 from graders.config import GradeConfig, Limits
-from graders.rubrics import get_assignment
+from graders.registry import ENTRY_POINT_GROUP, get_assignment
 
 VENV = "/opt/nbgrade-venv"
 """Where setup.sh creates the virtual environment (outside /autograder, so hiding that hides no Python)."""
@@ -66,50 +66,9 @@ MEASURED_BY = "benchmarks/gradescope_memory.py"
 """The script that measured each budget's reference run: the autograder in a cgroup with Gradescope's limits."""
 
 
-@dataclass(frozen=True)
-class ReferenceRun:
-    """The reference notebook graded by this autograder in a cgroup limited like a default Gradescope container."""
-
-    limit_mb: int
-    """The cgroup's memory limit (Gradescope's default: 768 MB)."""
-    cpu: float
-    """The cgroup's CPU share (Gradescope's default: 0.5)."""
-    peak_mb: int
-    """The highest of the runs' peak charges (``memory.max_usage_in_bytes``): grader, kernel and page cache together."""
-    seconds: float
-    """The longest of the runs' wall times (kernel start, the notebook, observation, judging; on a shared 2-core host)."""
-    runs: int = 1
-    """How many runs the figures summarise (all scored full marks)."""
-
-
-@dataclass(frozen=True)
-class AutograderBudget:
-    """What one assignment's grading needs on Gradescope (0.5 CPU by default)."""
-
-    notebook_seconds: float
-    """All the student's cells together (several times the reference notebook at 0.5 CPU)."""
-    cell_seconds: float
-    probe_seconds: float
-    """The grader's observation of one part inside the kernel."""
-    container_memory_mb: int
-    """The Gradescope memory setting the reference notebook was measured to fit in."""
-    measured: ReferenceRun
-    """The measurement behind ``container_memory_mb`` (rerun :data:`MEASURED_BY` after changing the assignment)."""
-    memory_reason: str = ""
-    """Why the assignment needs more than Gradescope's default, when it does."""
-
-
-BUDGETS: dict[str, AutograderBudget] = {
-    "csci145-ps6": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=20, container_memory_mb=768,
-                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=659, seconds=54, runs=6)),
-    "ece685d-hw2": AutograderBudget(notebook_seconds=300, cell_seconds=150, probe_seconds=45, container_memory_mb=768,
-                                    measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=620, seconds=50, runs=6)),
-}
-
-
 def measured_sentence(assignment_id: str) -> str:
     """What the reference run measured, in the words every place (CLI, zip README, project README) uses."""
-    run = BUDGETS[assignment_id].measured
+    run = get_assignment(assignment_id).budget.measured
     return (f"grading the reference notebook peaked at {run.peak_mb} MB and took at most {run.seconds:g} s "
             f"under a {run.limit_mb} MB / {run.cpu:g} CPU limit ({run.runs} runs, all full marks)")
 
@@ -153,7 +112,7 @@ def gradescope_settings(config: AutograderConfig) -> str:
 def autograder_config(assignment_id: str, timeout_minutes: int | None = None, memory_mb: int | None = None) -> AutograderConfig:
     """The limits for ``assignment_id`` from its budget, fitted into Gradescope's timeout and memory."""
     assignment = get_assignment(assignment_id)
-    budget = BUDGETS[assignment_id]
+    budget = assignment.budget
     minutes = timeout_minutes or GRADESCOPE_DEFAULT_TIMEOUT_MINUTES
     memory = memory_mb or budget.container_memory_mb
     hard = minutes * 60 - WRAPPER_MARGIN_SECONDS
@@ -167,7 +126,7 @@ def autograder_config(assignment_id: str, timeout_minutes: int | None = None, me
         memory_mb=memory - GRADER_RESERVE_MB, threads=1,
     )
     return AutograderConfig(
-        assignment=assignment_id, title=assignment.rubric.title, template_name=f"{assignment_id}.ipynb",
+        assignment=assignment_id, title=assignment.title, template_name=assignment.template_name,
         timeout_minutes=minutes, hard_limit_seconds=hard, container_memory_mb=memory,
         memory_reason=budget.memory_reason if memory > GRADESCOPE_DEFAULT_MEMORY_MB else "",
         limits=limits, parts=tuple((p.id, p.title, p.points) for p in parts),
@@ -195,6 +154,12 @@ def wheel_members() -> list[tuple[str, Path]]:
     return members
 
 
+def entry_points_text(dist: Distribution) -> str:
+    """The wheel's ``entry_points.txt``: the ``grade`` script and the assignments the harness registers."""
+    assignments = "".join(f"{name} = {value}\n" for name, value in dist.assignments)
+    return f"[console_scripts]\ngrade = graders.cli:main\n\n[{ENTRY_POINT_GROUP}]\n{assignments}"
+
+
 def build_wheel(directory: Path, dist: Distribution | None = None) -> Path:
     """A pure-Python wheel of the harness, written directly (no build backend, reproducible bytes)."""
     dist = dist or harness_distribution()
@@ -204,7 +169,7 @@ def build_wheel(directory: Path, dist: Distribution | None = None) -> Path:
     files += [
         (f"{info}/METADATA", _wheel_metadata(dist).encode()),
         (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: nbgrade-ml autograder\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
-        (f"{info}/entry_points.txt", b"[console_scripts]\ngrade = graders.cli:main\n"),
+        (f"{info}/entry_points.txt", entry_points_text(dist).encode()),
         (f"{info}/top_level.txt", b"graders\nreference\n"),
     ]
     record = "".join(f"{name},sha256={_digest(data)},{len(data)}\n" for name, data in files) + f"{info}/RECORD,,\n"
@@ -480,6 +445,8 @@ if __name__ == "__main__":
 def instructor_readme(config: AutograderConfig, zip_name: str, wheel: str) -> str:
     memory = config.container_memory_mb
     measured = measured_sentence(config.assignment)
+    first = get_assignment(config.assignment).rubric.checks[0]
+    example = f"{first.part} · {first.name}"
     memory_line = (f"**Memory: {memory} MB** (Gradescope's default is {GRADESCOPE_DEFAULT_MEMORY_MB} MB)"
                    + (f": {config.memory_reason}" if config.memory_reason else "")
                    + f"; {measured}."
@@ -509,7 +476,7 @@ among several, and says which one it graded.
 
 ## What students see
 
-Every check is a visible test named after its part (`1C · kernel_matches_reference`), so the
+Every check is a visible test named after its part (`{example}`), so the
 total shows. Checks on inputs drawn at grading time say so without revealing them. Hidden
 details (tracebacks, inputs) are printed to the autograder's stdout, which only instructors see.
 

@@ -35,12 +35,11 @@ from pathlib import Path
 import nbformat
 
 import graders
-from graders.rubrics import get_assignment
+from graders.registry import ENTRY_POINT_GROUP, get_assignment
 
 DISTRIBUTION = "nbgrade-ml"
 PACKAGE_DIR = Path(graders.__file__).resolve().parent
 REPO = PACKAGE_DIR.parent
-TEMPLATE_DIR = REPO / "student_template"
 PACKAGE_DATA = ["templates/*", "templates/**/*", "schemas/*", "assets/*"]
 """The ``graders`` package data globs, as in the project's pyproject.toml."""
 SKIPPED = ("__pycache__", ".pyc", ".pyo", ".DS_Store")
@@ -59,6 +58,8 @@ class Distribution:
     requires_python: str
     requirements: tuple[str, ...]
     """Runtime dependencies (version ranges, never pins), without the optional extras."""
+    assignments: tuple[tuple[str, str], ...] = ()
+    """The ``nbgrade.assignments`` entry points (id, ``module:ASSIGNMENT``): how the copy finds the assignments."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,14 @@ def harness_distribution() -> Distribution:
         tomllib = None
     if pyproject.is_file() and tomllib is not None:
         project = tomllib.loads(pyproject.read_text())["project"]
+        entries = project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
         return Distribution(project["name"], project["version"], project.get("requires-python", ">=3.10"),
-                            tuple(project.get("dependencies", ())))
+                            tuple(project.get("dependencies", ())), tuple(sorted(entries.items())))
     meta = metadata.metadata(DISTRIBUTION)
     requirements = tuple(r for r in (metadata.requires(DISTRIBUTION) or []) if "extra ==" not in r)
-    return Distribution(meta["Name"], meta["Version"], meta.get("Requires-Python") or ">=3.10", requirements)
+    entries = tuple(sorted((ep.name, ep.value) for ep in metadata.distribution(DISTRIBUTION).entry_points
+                           if ep.group == ENTRY_POINT_GROUP))
+    return Distribution(meta["Name"], meta["Version"], meta.get("Requires-Python") or ">=3.10", requirements, entries)
 
 
 def package_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
@@ -102,9 +106,10 @@ def package_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Writing the bundle
 # ---------------------------------------------------------------------------------------------
-def template_path(assignment_id: str, template_dir: Path = TEMPLATE_DIR) -> Path:
-    path = template_dir / f"{assignment_id}.ipynb"
-    if not path.is_file():
+def template_path(assignment_id: str) -> Path:
+    """The student template the assignment's package declares."""
+    path = get_assignment(assignment_id).template
+    if path is None or not path.is_file():
         raise BundleError(f"no student template {path} (run from a checkout of the project, or pass --template)")
     return path
 
@@ -157,6 +162,8 @@ def student_pyproject(dist: Distribution) -> str:
         'description = "Public checks for the problem set (the student copy: no reference solutions)"\n'
         f'requires-python = "{dist.requires_python}"\ndependencies = [\n{dependencies}]\n\n'
         '[project.scripts]\ngrade = "graders.cli:main"\n\n'
+        f'[project.entry-points."{ENTRY_POINT_GROUP}"]\n'
+        + "".join(f'{name} = "{value}"\n' for name, value in dist.assignments) + "\n"
         '[tool.setuptools.packages.find]\ninclude = ["graders*"]\n\n'
         f"[tool.setuptools.package-data]\ngraders = [{data}]\n"
     )
@@ -176,7 +183,8 @@ def write_archive(package: Path, target: Path) -> Path:
 
 
 def student_readme(assignment_id: str, notebook: str) -> str:
-    title = get_assignment(assignment_id).rubric.title
+    spec = get_assignment(assignment_id)
+    title, first = spec.title, spec.part_ids[0]
     return f"""# {title}: your notebook and its checks
 
 `{notebook}` is your answer sheet: the problem statements, a stub for every name the grader
@@ -192,7 +200,7 @@ Jupyter's nbclient and a few small libraries. No solution is included.
 
 ## Check your work
 
-* In the notebook: `from graders import check; check("1C")` runs the *public* checks of one
+* In the notebook: `from graders import check; check("{first}")` runs the *public* checks of one
   part on the objects you defined (`check()` runs all parts) and prints what passed, what did
   not and a hint. Parts that train nothing take a second or two.
 * In a terminal: `grade --public {notebook}` runs the whole notebook from top to bottom the way

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, NoReturn
 
+from graders.assignment import PartSpec
 from graders.outcome import CheckResult, Outcome, Visibility
 
 __all__ = [  # Outcome, Visibility and CheckResult live in graders.outcome; imported from here too
@@ -76,7 +77,7 @@ class CheckSpec:
     name: str
     """The claim, snake_case (``kernel_matches_reference``)."""
     part: str
-    """The part id it belongs to (``1C``)."""
+    """The part id it belongs to (``Q3``)."""
     points: float
     """Points earned when the claim holds."""
     body: CheckBody
@@ -90,24 +91,9 @@ class CheckSpec:
     public: bool = False
     """True when the check needs no reference solution and may run in a student's local checks."""
     visibility: Visibility = Visibility.VISIBLE
-
-
-@dataclass(frozen=True)
-class PartSpec:
-    """One part of an assignment (``1A`` … ``2C``, ``P1`` … ``P3``)."""
-
-    id: str
-    title: str
-    points: float
-    """Autograded points, the sum of the part's check points."""
-    self_graded_points: float = 0.0
-    """Points that only the student's self-grade (rubric in the report) can give."""
-    self_graded_prompt: str | None = None
-    """What the student writes for the self-graded share (shown in the report)."""
-    answer_heading: tuple[str, ...] = ()
-    """Words that identify the markdown heading of the written answer, for self-graded parts."""
-    aliases: tuple[str, ...] = ()
-    """Other ways students title this part in headings (``Part A``, ``Problem 1``)."""
+    observes: tuple[str, ...] = ()
+    """The observation keys the body reads (``grad_{case}``; another part's as ``Q1:dataset.len``),
+    checked against the probes' ``PRODUCES`` when the assignment loads (:mod:`graders.assignment`)."""
 
 
 class RubricError(ValueError):
@@ -133,6 +119,7 @@ class Rubric:
         hidden_inputs: bool = False,
         public: bool = False,
         visibility: Visibility = Visibility.VISIBLE,
+        observes: tuple[str, ...] = (),
     ) -> Callable[[CheckBody], CheckBody]:
         """Register the decorated function as a claim worth ``points`` in ``part``."""
 
@@ -148,6 +135,7 @@ class Rubric:
                     hidden_inputs=hidden_inputs,
                     public=public,
                     visibility=visibility,
+                    observes=tuple(observes),
                 )
             )
             return body

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from graders.config import GradeConfig, Limits
-from graders.rubrics import ASSIGNMENT_IDS, UnknownAssignment
+from graders.registry import UnknownAssignment, assignment_ids
 
 if TYPE_CHECKING:
     from graders.batch import BatchOptions
@@ -98,7 +98,7 @@ def add_grade_command(commands: argparse._SubParsersAction) -> None:
                     "folder of notebooks, a zip of them or Gradescope's submissions export (a folder per submission, a "
                     "gradebook.csv and summary.html in NAME.graded/).")
     grade.add_argument("submission", type=Path, metavar="PATH", help="a notebook, or a folder / zip / Gradescope export of notebooks")
-    grade.add_argument("--assignment", choices=ASSIGNMENT_IDS, help="assignment id (detected from each notebook when omitted); "
+    grade.add_argument("--assignment", choices=assignment_ids(), help="assignment id (detected from each notebook when omitted); "
                        "a notebook whose metadata or headings contradict it is flagged, and a batch stops before grading")
     grade.add_argument("--force-assignment", action="store_true", help="batch: grade with --assignment even when notebooks "
                        "contradict it (each result says so)")
@@ -138,7 +138,7 @@ def add_pdf_command(commands: argparse._SubParsersAction) -> None:
                      "STEM.graded/grading.json is for this file)")
     pdf.add_argument("--self-grade", type=Path, help="a self-grade exported by the report page (JSON), printed into the "
                      "appended rubric")
-    pdf.add_argument("--assignment", choices=ASSIGNMENT_IDS, help="assignment id (detected from the notebook when omitted)")
+    pdf.add_argument("--assignment", choices=assignment_ids(), help="assignment id (detected from the notebook when omitted)")
     pdf.add_argument("--chromium", metavar="PATH", help="the browser executable (default: $NBGRADE_CHROMIUM, then the "
                      "usual names on PATH and install locations)")
     pdf.add_argument("--seed", type=int, help="seed when grading or executing")
@@ -151,9 +151,9 @@ def add_student_command(commands: argparse._SubParsersAction) -> None:
     student = commands.add_parser(
         "student", help="write the student bundle of an assignment (template, public checks, README)",
         description="Write the student bundle: the template notebook, an installable copy of the harness without the "
-                    "reference solutions (for check(\"1C\") and grade --public), its archive and a README; then "
+                    "reference solutions (for check(PART) and grade --public), its archive and a README; then "
                     "verify that no reference material leaked into it.")
-    student.add_argument("assignment", choices=ASSIGNMENT_IDS, metavar="ASSIGNMENT", help="one of: " + ", ".join(ASSIGNMENT_IDS))
+    student.add_argument("assignment", choices=assignment_ids(), metavar="ASSIGNMENT", help="one of: " + ", ".join(assignment_ids()))
     student.add_argument("-o", "--out", type=Path, required=True, help="directory to write the bundle into")
     student.add_argument("--template", type=Path, help="the student template (default: student_template/ASSIGNMENT.ipynb)")
     student.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
@@ -165,7 +165,7 @@ def add_gradescope_command(commands: argparse._SubParsersAction) -> None:
         "gradescope", help="build the Gradescope autograder zip of an assignment",
         description="Build the Gradescope autograder zip: setup.sh, run_autograder, the harness and an instructor README "
                     "stating the Gradescope settings (timeout, memory, CPU) the assignment was measured to need.")
-    gradescope.add_argument("assignment", choices=ASSIGNMENT_IDS, metavar="ASSIGNMENT", help="one of: " + ", ".join(ASSIGNMENT_IDS))
+    gradescope.add_argument("assignment", choices=assignment_ids(), metavar="ASSIGNMENT", help="one of: " + ", ".join(assignment_ids()))
     gradescope.add_argument("-o", "--out", type=Path, required=True, help="the zip to write (autograder.zip)")
     gradescope.add_argument("--timeout-minutes", type=int, help="Gradescope's autograder timeout (default 10)")
     gradescope.add_argument("--memory-mb", type=int, help="Gradescope's container memory (default: what the assignment "

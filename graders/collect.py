@@ -218,9 +218,9 @@ def gradescope_item(export_root: Path, folder: str, who: dict[str, str]) -> Batc
 
 def _assignment_ids() -> tuple[str, ...]:
     """A batch detects each notebook's assignment: a submission's notebook may answer any of them."""
-    from graders.rubrics import ASSIGNMENT_IDS
+    from graders.registry import assignment_ids
 
-    return tuple(ASSIGNMENT_IDS)
+    return tuple(assignment_ids())
 
 
 def submitters(record: Any) -> dict[str, str]:

@@ -44,7 +44,7 @@ class GradeConfig:
     """How to grade one submission."""
 
     assignment: str | None = None
-    """Assignment id (``csci145-ps6`` or ``ece685d-hw2``); detected from the notebook when None."""
+    """Assignment id (one of :func:`graders.registry.assignment_ids`); detected from the notebook when None."""
     seed: int | None = None
     """Seed of the hidden inputs; drawn fresh and recorded in the results when None."""
     limits: Limits = field(default_factory=Limits)

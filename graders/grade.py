@@ -27,8 +27,8 @@ from graders.observe import Observations, ProbePlan, observe
 from graders.outcome import CheckResult, Outcome
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
 from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult
-from graders.rubrics import Assignment, get_assignment, sent_to_kernel
-from graders.kernel import kernel_source
+from graders.assignment import AssignmentSpec
+from graders.registry import get_assignment, sent_to_kernel
 from graders.submission import InvalidSubmission, Submission, file_sha256, load_submission
 from graders.thresholds import thresholds_for
 
@@ -108,7 +108,7 @@ def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, star
         stage = run_kernel_stage(submission, assignment, hidden, config, data_view, seed, workspace)
         executed = stage.executed or _nothing_executed(submission)
         observations = stage.observations or Observations(parts={})
-        part_cells = assign_cells(submission.notebook, tuple(p.id for p in assignment.rubric.parts))
+        part_cells = assign_cells(submission.notebook, assignment.parts)
         parts = judge_submission(assignment, observations, hidden, executed, part_cells, submission, config)
     finally:
         workspace.cleanup()
@@ -137,7 +137,7 @@ def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, star
     )
 
 
-def resolve_assignment(submission: Submission, config: GradeConfig) -> Assignment:
+def resolve_assignment(submission: Submission, config: GradeConfig) -> AssignmentSpec:
     assignment_id = config.assignment or detect_assignment(submission.notebook)
     if assignment_id is None:
         raise InvalidSubmission(
@@ -154,7 +154,7 @@ def assignment_warnings(submission: Submission, assignment_id: str) -> tuple[str
 
 
 def run_kernel_stage(
-    submission: Submission, assignment: Assignment, hidden: dict, config: GradeConfig, mnist_root: Path, seed: int,
+    submission: Submission, assignment: AssignmentSpec, hidden: dict, config: GradeConfig, mnist_root: Path, seed: int,
     workspace: Workspace,
 ) -> KernelStage:
     """Execute and observe in a worker thread, with a hard wall-clock limit on top of the watchdog.
@@ -163,9 +163,10 @@ def run_kernel_stage(
     """
     stage = KernelStage()
     session = KernelSession(submission.runnable, workspace, config.limits, mnist_root, seed, sandbox=config.sandbox, hide=config.hide)
-    source = kernel_source(assignment.probes)
-    probed = tuple(p.id for p in assignment.rubric.parts if f"def probe_{p.id}(" in source)
-    plan = ProbePlan(source, sent_to_kernel(hidden, probed))
+    source = assignment.probe_source()
+    probed = assignment.probed_parts()
+    secret = tuple(p for p in probed if any(key.endswith("_grader_only") for key in hidden.get(p, {})))
+    plan = ProbePlan(source, sent_to_kernel(hidden, probed), secret)
 
     def work() -> None:
         try:
@@ -206,7 +207,7 @@ def _slot() -> int:
 
 
 def judge_submission(
-    assignment: Assignment,
+    assignment: AssignmentSpec,
     observations: Observations,
     hidden: dict,
     executed: ExecutedNotebook,
@@ -214,8 +215,8 @@ def judge_submission(
     submission: Submission,
     config: GradeConfig,
 ) -> list[PartResult]:
-    reference = None if config.public_only else importlib.import_module(assignment.reference_module)
-    thresholds = thresholds_for(assignment.id)
+    reference = None if config.public_only or not assignment.reference_module else importlib.import_module(assignment.reference_module)
+    thresholds = thresholds_for(assignment)
     parts = []
     for spec in assignment.rubric.parts:
         ctx = JudgeContext(spec.id, observations, hidden, executed, part_cells, reference, thresholds)

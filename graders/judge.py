@@ -8,12 +8,13 @@ that raises :class:`CheckFailure` fails with its message; a check that raises an
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 from nbformat import NotebookNode
 
+from graders.assignment import ObservedKey
 from graders.checks import CheckFailure, CheckSpec, Rubric, fail, not_run
 from graders.execute import CellRun, ExecutedNotebook
 from graders.kernel.naming import name_relates
@@ -36,14 +37,30 @@ class JudgeContext:
     """The assignment's reference module, or None in public-only mode."""
     thresholds: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    check: CheckSpec | None = None
+    """The check running now: its ``observes`` declaration is what it may read."""
+    undeclared: list[str] = field(default_factory=list)
+    """Keys the running check read without declaring them (an authoring bug, told to the instructor)."""
 
     # -------------------------------------------------------------- access
     @property
     def obs(self) -> PartObservation:
-        return self.observations.part(self.part_id)
+        return self.obs_of(self.part_id)
 
     def obs_of(self, part_id: str) -> PartObservation:
-        return self.observations.part(part_id)
+        observation = self.observations.part(part_id)
+        return WatchedObservation(observation, self) if self.check is not None else observation
+
+    def note_read(self, part_id: str, key: str) -> None:
+        """Remember a read the running check did not declare (see :mod:`graders.assignment`)."""
+        check = self.check
+        if check is None or key in RESERVED_KEYS:
+            return
+        declared = (ObservedKey.parse(text, check.part) for text in check.observes)
+        if not any(d.part == part_id and d.matcher().match(key) for d in declared):
+            note = f"{part_id}:{key}"
+            if note not in self.undeclared:
+                self.undeclared.append(note)
 
     def inputs(self, part_id: str | None = None) -> dict[str, Any]:
         return self.hidden.get(part_id or self.part_id, {})
@@ -147,9 +164,45 @@ def displayed_figures(observations: Observations) -> list[FigureRecord]:
     return shown
 
 
+class WatchedObservation(PartObservation):
+    """A part's observation as a check sees it: every keyed read is compared with the check's ``observes``."""
+
+    def __init__(self, observation: PartObservation, ctx: JudgeContext) -> None:
+        super().__init__(observation.part, observation.values, observation.arrays, observation.status, observation.problem)
+        self._ctx = ctx
+
+    def array(self, key: str) -> np.ndarray | None:
+        self._ctx.note_read(self.part, key)
+        return super().array(key)
+
+    def error(self, key: str) -> dict[str, str] | None:
+        self._ctx.note_read(self.part, key)
+        return super().error(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._ctx.note_read(self.part, key)
+        return super().get(key, default)
+
+
+RESERVED_KEYS = frozenset({"found", "errors", "arrays"})
+"""Keys every probe writes through its toolkit (objects found, call errors, saved arrays): not declared."""
+
+
 def run_check(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
     """Run one claim; map its ending to a closed :class:`Outcome`."""
-    ctx.warnings = []
+    ctx.warnings, ctx.check, ctx.undeclared = [], spec, []
+    try:
+        result = _run_body(spec, ctx)
+    finally:
+        ctx.check = None
+    if ctx.undeclared:  # instructor-only: the check works, but its declaration is incomplete
+        note = (f"authoring bug: {spec.name} read {', '.join(ctx.undeclared)} without declaring it in `observes` "
+                "(docs/authoring.md)")
+        result = replace(result, detail=f"{result.detail}\n{note}" if result.detail else note)
+    return result
+
+
+def _run_body(spec: CheckSpec, ctx: JudgeContext) -> CheckResult:
     base = dict(
         name=spec.name,
         part=spec.part,

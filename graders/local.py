@@ -1,8 +1,8 @@
-"""A student's local checks: ``from graders import check; check("1C")`` in the live notebook.
+"""A student's local checks: ``from graders import check; check(PART)`` in the live notebook.
 
 The same machinery as grading, run in-process against the student's live namespace: the
-assignment's kernel-side probe (``graders/kernel/runtime.py`` + ``probes_<assignment>.py``, read
-with :func:`graders.kernel.kernel_source`) calls the student's objects on freshly drawn inputs and
+assignment's kernel-side probe (``graders/kernel/runtime.py`` + the probe text its package declares,
+:meth:`graders.assignment.AssignmentSpec.probe_source`) calls the student's objects on freshly drawn inputs and
 writes what came back into a temporary exchange directory; the part's *public* checks then judge
 that data through :func:`graders.judge.judge_part` with no reference solution. Hidden checks are
 listed but not run: they compare with the reference, which only the instructor has.
@@ -36,13 +36,11 @@ from graders.judge import JudgeContext, judge_part
 from graders.kernel import kernel_source
 from graders.observe import FigureRecord, Observations, PartObservation, read_part_directory, write_inputs
 from graders.outcome import CheckResult, Outcome
-from graders.parts import ASSIGNMENT_MARKERS
-from graders.rubrics import ASSIGNMENT_IDS, Assignment, get_assignment, sent_to_kernel
+from graders.parts import assignment_markers
+from graders.assignment import AssignmentSpec
+from graders.registry import get_assignment, part_owners, sent_to_kernel
 from graders.thresholds import thresholds_for
 
-OBSERVED_WITH: dict[str, tuple[str, ...]] = {"1C": ("1A",)}
-"""Parts whose checks also read another part's observations (1C's kernel is recomputed from train_set's
-images and its accuracy measured against test_set's labels), so ``check("1C")`` observes that part too."""
 PROBE_CALL_TIMEOUT = 60.0
 """Seconds one call of the student's code may take inside a local probe."""
 MAX_VALUES_BYTES = 8 * 1024 * 1024
@@ -87,7 +85,8 @@ def run_local_checks(namespace: dict[str, Any], part: str | None = None, assignm
     if unknown:
         raise LocalCheckError(f"{', '.join(unknown)} is not a part of {spec.id} (parts: {', '.join(p.id for p in rubric.parts)}).")
     hidden = session_inputs(spec.id)
-    observed = tuple(dict.fromkeys(q for p in part_ids for q in (*OBSERVED_WITH.get(p, ()), p)))
+    # a part whose checks read another part's observations (declared by their ``observes``) observes it too
+    observed = tuple(dict.fromkeys(q for p in part_ids for q in (*spec.observed_with(p), p)))
     with tempfile.TemporaryDirectory(prefix="nbgrade-check-") as exchange:
         observations = observe_namespace(namespace, spec, observed, hidden, Path(exchange))
         return [judge_locally(rubric, pid, observations, hidden, namespace) for pid in part_ids]
@@ -112,7 +111,7 @@ def user_namespace() -> dict[str, Any]:
     return frame.f_globals if frame is not None else {}
 
 
-def resolve_assignment(namespace: dict[str, Any], part: str | None, assignment: str | None) -> Assignment:
+def resolve_assignment(namespace: dict[str, Any], part: str | None, assignment: str | None) -> AssignmentSpec:
     """The assignment named, else the one the part id belongs to, else the one whose names are defined."""
     if assignment is None and part is not None:
         owners = part_owners()
@@ -120,17 +119,12 @@ def resolve_assignment(namespace: dict[str, Any], part: str | None, assignment: 
         if assignment is None:
             raise LocalCheckError(f"unknown part {part!r}; parts are {', '.join(owners)}.")
     if assignment is None:
-        scores = {a: sum(m in namespace for m in markers) for a, markers in ASSIGNMENT_MARKERS.items()}
+        scores = {a: sum(m in namespace for m in markers) for a, markers in assignment_markers().items()}
         assignment = max(scores, key=scores.get)
         if scores[assignment] == 0:
-            raise LocalCheckError("none of the assignment's names is defined yet: name a part, e.g. check(\"1A\").")
+            first = next(iter(part_owners()), "PART")
+            raise LocalCheckError(f"none of the assignment's names is defined yet: name a part, e.g. check(\"{first}\").")
     return get_assignment(assignment)
-
-
-@functools.lru_cache(maxsize=1)
-def part_owners() -> dict[str, str]:
-    """Part id → the assignment it belongs to (part ids are unique across assignments)."""
-    return {p.id: a for a in ASSIGNMENT_IDS for p in get_assignment(a).rubric.parts}
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,10 +140,10 @@ def session_inputs(assignment_id: str) -> dict[str, dict[str, Any]]:
 # Observe: the real kernel-side probes, run in-process on the live namespace
 # ---------------------------------------------------------------------------------------------
 def observe_namespace(
-    namespace: dict[str, Any], spec: Assignment, part_ids: tuple[str, ...], hidden: dict[str, dict[str, Any]], exchange: Path
+    namespace: dict[str, Any], spec: AssignmentSpec, part_ids: tuple[str, ...], hidden: dict[str, dict[str, Any]], exchange: Path
 ) -> Observations:
     """Run each part's probe against ``namespace``; read back what it wrote, as data."""
-    source = kernel_source("runtime") + "\n" + kernel_source(spec.probes) + "\n"
+    source = kernel_source("runtime") + "\n" + spec.probe_source() + "\n"
     probe_ns: dict[str, Any] = {"__name__": "__nbgrade__", "USER_NS": namespace}
     exec(compile(source, f"<nbgrade local probes {spec.id}>", "exec"), probe_ns)  # noqa: S102 - our own kernel-side text
     probed = tuple(p for p in part_ids if f"probe_{p}" in probe_ns)
@@ -317,7 +311,7 @@ def history_notebook(namespace: dict[str, Any]) -> ExecutedNotebook:
 
 
 def judge_locally(rubric: Rubric, part_id: str, observations: Observations, hidden: dict, namespace: dict[str, Any]) -> PartReport:
-    ctx = JudgeContext(part_id, observations, hidden, history_notebook(namespace), {}, None, thresholds_for(rubric.assignment))
+    ctx = JudgeContext(part_id, observations, hidden, history_notebook(namespace), {}, None, thresholds_for(get_assignment(rubric.assignment)))
     results = judge_part(rubric, part_id, ctx, public_only=True)
     spec = rubric.part(part_id)
     public = tuple(r for r, c in zip(results, rubric.checks_for(part_id)) if c.public)

@@ -1,34 +1,31 @@
 """Finding an assignment's parts in a notebook: which assignment, and which cells belong to which part.
 
-Students title parts in many ways (``## 1C · Reparameterization``, ``### Part C``, ``Problem 1 (c)``,
-``**P2. Dataset**``); the detection reads markdown headings (and bold-only lines) in order and keeps
-the last problem number it saw, so ``Part C`` under ``Problem 1`` becomes ``1C``.
+Students title parts in many ways (``## 3B · Kernels``, ``### Part B``, ``Problem 3 (b)``,
+``**Q4. Dataset**``); the detection reads markdown headings (and bold-only lines) in order and keeps
+the last problem number it saw, so ``Part B`` under ``Problem 3`` opens the part declared ``problem="3",
+letter="B"``. What opens which part is declared by each assignment (:class:`graders.assignment.PartSpec`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from nbformat import NotebookNode
 
-ASSIGNMENT_MARKERS: dict[str, tuple[str, ...]] = {
-    "csci145-ps6": (
-        "gaussian_kernel", "K_train", "K_test", "kernel_model", "logreg_model", "logreg_losses",
-        "make_mlp", "sigmoid_derivative", "CSCI 145", "Problem Set 6", "Reparameterization",
-    ),
-    "ece685d-hw2": (
-        "residual_mlp_gradients", "MNISTTwoView", "two_view_dataset", "bce_loss", "bce_gradient",
-        "bce_hessian", "histories", "ECE 685", "Residual MLP", "Multi-View", "Newton",
-    ),
-}
+from graders.assignment import PartSpec
+from graders.registry import all_assignments, get_assignment, part_owners
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s*(.+?)\s*#*\s*$")
 _BOLD_LINE = re.compile(r"^\s*(\*\*|__)(.+?)(\*\*|__)\s*$")
-_PART_ID = re.compile(r"(?<![\w.])([12])\s*[.·\-]?\s*\(?([A-Da-d])\)?(?![\w])")
-_ECE_ID = re.compile(r"(?<![\w])P\s*([1-3])(?![\w])")
-_PROBLEM = re.compile(r"(?i)\b(?:problem|question|exercise|q)\s*([1-3])\b")
-_PART_LETTER = re.compile(r"(?i)\bpart\s*\(?([a-d])\)?(?![\w])")
+_PROBLEM = re.compile(r"(?i)\b(?:problem|question|exercise|q)\s*(\d+)\b")
+_PART_LETTER = re.compile(r"(?i)\bpart\s*\(?([a-z])\)?(?![\w])")
+
+
+def assignment_markers() -> dict[str, tuple[str, ...]]:
+    """Assignment id → the names and heading words that recognise its notebooks (declared by each package)."""
+    return {spec.id: spec.markers for spec in all_assignments()}
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class Heading:
 def detect_assignment(notebook: NotebookNode) -> str | None:
     """The assignment a notebook answers: its metadata first, else the names and headings it uses."""
     declared = notebook.metadata.get("nbgrade", {}).get("assignment")
-    if declared in ASSIGNMENT_MARKERS:
+    if declared in assignment_markers():
         return declared
     scores = {assignment: len(found) for assignment, found in marker_scores(notebook).items()}
     best = max(scores, key=scores.get)
@@ -57,7 +54,7 @@ class AssignmentContradiction:
     detected: str
     """The assignment its metadata or names and headings point to."""
     evidence: str
-    """What says so, e.g. ``its metadata declares csci145-ps6``."""
+    """What says so, e.g. ``its metadata declares stat101-hw1``."""
 
     @property
     def message(self) -> str:
@@ -70,7 +67,7 @@ class AssignmentContradiction:
 def marker_scores(notebook: NotebookNode) -> dict[str, list[str]]:
     """For each assignment, which of its names and heading words the notebook's cells use."""
     text = "\n".join(cell.source for cell in notebook.cells).lower()
-    return {assignment: [m for m in markers if m.lower() in text] for assignment, markers in ASSIGNMENT_MARKERS.items()}
+    return {assignment: [m for m in markers if m.lower() in text] for assignment, markers in assignment_markers().items()}
 
 
 def assignment_mismatch(notebook: NotebookNode, assignment_id: str) -> AssignmentContradiction | None:
@@ -81,7 +78,7 @@ def assignment_mismatch(notebook: NotebookNode, assignment_id: str) -> Assignmen
     the given one. A notebook that says nothing either way is not a contradiction.
     """
     declared = notebook.metadata.get("nbgrade", {}).get("assignment")
-    if declared in ASSIGNMENT_MARKERS and declared != assignment_id:
+    if declared in assignment_markers() and declared != assignment_id:
         return AssignmentContradiction(assignment_id, declared, f"its metadata declares `{declared}`")
     if declared == assignment_id:
         return None
@@ -115,36 +112,49 @@ def _plain(text: str) -> str:
     return re.sub(r"[*_`$\\]", "", text).strip()
 
 
-def part_of_heading(text: str, part_ids: tuple[str, ...], problem: str | None) -> tuple[str | None, str | None]:
-    """The part a heading opens (or None) and the problem number in force after it."""
+def part_of_heading(text: str, parts: tuple[PartSpec, ...], problem: str | None) -> tuple[str | None, str | None]:
+    """The part a heading opens (or None) and the problem number in force after it.
+
+    In order: the earliest match of a part's own ``headings`` patterns; ``Part C`` under the
+    problem in force; a whole problem (``Problem 2``); a part's weak ``heading_words``.
+    """
     problem_match = _PROBLEM.search(text)
     if problem_match:
         problem = problem_match.group(1)
-    for match in _ECE_ID.finditer(text):
-        candidate = f"P{match.group(1)}"
-        if candidate in part_ids:
-            return candidate, problem
-    for match in _PART_ID.finditer(text):
-        candidate = f"{match.group(1)}{match.group(2).upper()}"
-        if candidate in part_ids:
-            return candidate, match.group(1)
+    found = [(m.start(), index) for index, part in enumerate(parts) for pattern in part.headings
+             for m in [re.search(pattern, text)] if m]
+    if found:
+        part = parts[min(found)[1]]
+        return part.id, part.problem or problem
     letter = _PART_LETTER.search(text)
-    if letter and problem and f"{problem}{letter.group(1).upper()}" in part_ids:
-        return f"{problem}{letter.group(1).upper()}", problem
-    if problem_match and f"P{problem}" in part_ids:
-        return f"P{problem}", problem
-    if "summary" in text.lower() and "1D" in part_ids:
-        return "1D", problem
+    for part in parts:
+        if letter and problem and part.problem == problem and (part.letter or "").upper() == letter.group(1).upper():
+            return part.id, problem
+    for part in parts:
+        if problem_match and part.problem == problem and part.letter is None:
+            return part.id, problem
+    lowered = text.lower()
+    for part in parts:
+        if any(word.lower() in lowered for word in part.heading_words):
+            return part.id, problem
     return None, problem
 
 
-def assign_cells(notebook: NotebookNode, part_ids: tuple[str, ...]) -> dict[str, list[int]]:
+def part_specs(parts: Sequence[PartSpec | str]) -> tuple[PartSpec, ...]:
+    """Parts given as declarations, or as part ids (looked up in the installed assignments)."""
+    owners = part_owners() if any(isinstance(p, str) for p in parts) else {}
+    return tuple(p if isinstance(p, PartSpec) else get_assignment(owners[p]).rubric.part(p) if p in owners else PartSpec(p, "", 0)
+                 for p in parts)
+
+
+def assign_cells(notebook: NotebookNode, parts: Sequence[PartSpec | str]) -> dict[str, list[int]]:
     """Map each part id to the indices of the cells under its heading (possibly empty)."""
-    cells: dict[str, list[int]] = {pid: [] for pid in part_ids}
+    specs = part_specs(parts)
+    cells: dict[str, list[int]] = {p.id: [] for p in specs}
     opened_at: dict[int, str] = {}
     problem: str | None = None
     for heading in headings(notebook):
-        part, problem = part_of_heading(heading.text, part_ids, problem)
+        part, problem = part_of_heading(heading.text, specs, problem)
         if part and heading.cell not in opened_at:
             opened_at[heading.cell] = part
     current: str | None = None

@@ -39,7 +39,9 @@ from markupsafe import escape
 from nbformat import NotebookNode
 
 from graders.config import GradeConfig, Limits
+from graders.assignment import AssignmentSpec, PartSpec
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment
+from graders.registry import get_assignment
 from graders.render import PDF_LIMITS, CellFragment, RenderLimits, render_cells, template_environment
 from graders.result import GradingResult
 from graders.submission import InvalidSubmission, Submission, load_submission
@@ -63,8 +65,6 @@ PLAYWRIGHT_EXECUTABLES = {
 INSTALL_HINT = ("looked for Chromium, Google Chrome, Microsoft Edge and Playwright's Chromium on PATH and where they are "
                 "usually installed. Install one (Debian/Ubuntu: `sudo apt-get install chromium`; macOS or Windows: Google "
                 "Chrome; anywhere: `python -m playwright install chromium`), or pass --chromium PATH / set NBGRADE_CHROMIUM")
-CONTRACT_PART_IDS = {"csci145-ps6": ("1A", "1B", "1C", "1D", "2A", "2B", "2C"), "ece685d-hw2": ("P1", "P2", "P3")}
-"""The CONTRACT's part ids, used only when an assignment's rubric module cannot be loaded."""
 RENDER_TIMEOUT_MS = 180_000
 
 
@@ -153,29 +153,33 @@ class NotebookDocument:
 # ---------------------------------------------------------------------------------------------
 # Layout: the notebook cut into parts
 # ---------------------------------------------------------------------------------------------
-def assignment_parts(assignment: str | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The assignment's title and (part id, part title) pairs, from its rubric when it loads."""
-    if assignment is None:
-        return "Notebook", ()
-    try:
-        from graders.rubrics import get_assignment
+def assignment_parts(assignment: str | None) -> tuple[str, tuple[PartSpec, ...]]:
+    """The assignment's title and parts, as its package declares them (none when it is not installed)."""
+    spec = _assignment(assignment)
+    if spec is None:
+        return assignment or "Notebook", ()
+    return spec.title, spec.parts
 
-        rubric = get_assignment(assignment).rubric
-        return rubric.title, tuple((p.id, p.title) for p in rubric.parts)
+
+def _assignment(assignment: str | None) -> AssignmentSpec | None:
+    if assignment is None:
+        return None
+    try:
+        return get_assignment(assignment)
     except (KeyError, ImportError):
-        return assignment, tuple((pid, "") for pid in CONTRACT_PART_IDS.get(assignment, ()))
+        return None
 
 
 def notebook_document(notebook: NotebookNode, submission: str, assignment: str | None, subtitle: str,
                       limits: RenderLimits = PDF_LIMITS) -> NotebookDocument:
     """The notebook as a front matter (cells before the first part) and one section per part."""
     title, parts = assignment_parts(assignment)
-    part_cells = assign_cells(notebook, tuple(pid for pid, _ in parts)) if parts else {}
+    part_cells = assign_cells(notebook, parts) if parts else {}
     in_parts = {i for cells in part_cells.values() for i in cells}
     front = render_cells(notebook, [i for i in range(len(notebook.cells)) if i not in in_parts], limits)
     sections = tuple(
-        NotebookSection(pid, ptitle, f"nb-{pid}", tuple(render_cells(notebook, part_cells.get(pid, []), limits)))
-        for pid, ptitle in parts
+        NotebookSection(p.id, p.title, f"nb-{p.id}", tuple(render_cells(notebook, part_cells.get(p.id, []), limits)))
+        for p in parts
     )
     notes = () if parts else ("The assignment could not be told from this notebook, so it is not split into parts; "
                               "pass --assignment.",)
@@ -389,16 +393,9 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 
 
 def figure_parts(assignment: str | None) -> tuple[str, ...]:
-    """The parts whose checks ask for a figure in the notebook's outputs (from the assignment's rubric)."""
-    if assignment is None:
-        return ()
-    try:
-        from graders.rubrics import get_assignment
-
-        rubric = get_assignment(assignment).rubric
-    except (KeyError, ImportError):
-        return ()
-    return tuple(dict.fromkeys(c.part for c in rubric.checks if "figure" in f"{c.name} {c.description}".lower()))
+    """The parts that ask for a figure in the notebook's outputs (declared by the assignment's package)."""
+    spec = _assignment(assignment)
+    return tuple(p.id for p in spec.parts if p.figures) if spec is not None else ()
 
 
 def output_warnings(notebook: NotebookNode, name: str, assignment: str | None) -> tuple[PdfWarning, ...]:

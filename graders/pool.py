@@ -358,9 +358,11 @@ def preload(config: GradeConfig) -> None:
     if config.assignment:  # otherwise the reference is imported by the first submission that needs it
         import importlib
 
-        from graders.rubrics import get_assignment
+        from graders.registry import get_assignment
 
-        importlib.import_module(get_assignment(config.assignment).reference_module)
+        module = get_assignment(config.assignment).reference_module
+        if module:
+            importlib.import_module(module)
 
 
 def watch_parent(parent: int) -> None:

@@ -22,9 +22,10 @@ import nbformat
 from markupsafe import Markup
 from nbformat import NotebookNode
 
-from graders.checks import PartSpec
+from graders.assignment import AssignmentSpec, PartSpec, ReferenceTable
 from graders.outcome import CheckResult, Visibility
 from graders.parts import assign_cells
+from graders.registry import get_assignment
 from graders.render import REPORT_LIMITS, CellFragment, RenderLimits, render_cells, render_markdown, template_environment
 from graders.result import CellIssue, GradedObject, GradingResult, PartResult
 from graders.summary_table import public_totals, shown_points, shown_status
@@ -134,7 +135,8 @@ class ReferenceMaterial:
     notebook: NotebookNode | None = None
     cells: dict[str, list[int]] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
-    scaling: dict[str, Any] | None = None
+    tables: dict[str, TableView] = field(default_factory=dict)
+    """Part id → a table of reference measurements shown beside its self-graded answer."""
     unavailable: str = ""
     """Why there is no reference column ("" when there is one)."""
 
@@ -187,8 +189,8 @@ def reference_root() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def load_reference(assignment: str, part_ids: tuple[str, ...], public_only: bool) -> ReferenceMaterial:
-    """The reference notebook (executed), written answers and 1D scaling data, or why not."""
+def load_reference(assignment: str, parts: tuple[PartSpec, ...], public_only: bool) -> ReferenceMaterial:
+    """The reference notebook (executed), written answers and reference tables the assignment declares, or why not."""
     if public_only:
         return ReferenceMaterial(unavailable="Graded in public mode (the checks you can run yourself): the reference "
                                              "solution is not part of it, so this page shows your work only.")
@@ -196,43 +198,25 @@ def load_reference(assignment: str, part_ids: tuple[str, ...], public_only: bool
     if root is None:
         return ReferenceMaterial(unavailable="The reference solution is not installed here (a student bundle), so "
                                              "this page shows your work only.")
-    path = root / "notebooks" / f"{assignment}.ipynb"
-    notebook = nbformat.read(str(path), as_version=4) if path.is_file() else None
-    answers = {pid: (root / "answers" / assignment / f"{pid}.md").read_text(encoding="utf-8")
-               for pid in part_ids if (root / "answers" / assignment / f"{pid}.md").is_file()}
-    scaling_path = root / "data" / "scaling_1d.json"
-    scaling = json.loads(scaling_path.read_text()) if assignment == "csci145-ps6" and scaling_path.is_file() else None
+    spec = _assignment(assignment)
+    path = root / spec.reference_notebook if spec is not None and spec.reference_notebook else None
+    notebook = nbformat.read(str(path), as_version=4) if path is not None and path.is_file() else None
+    answers_dir = root / spec.reference_answers if spec is not None and spec.reference_answers else None
+    answers = {p.id: (answers_dir / f"{p.id}.md").read_text(encoding="utf-8")
+               for p in parts if answers_dir is not None and (answers_dir / f"{p.id}.md").is_file()}
+    tables = {p.id: table_view(table) for p in parts if p.reference_table for table in [p.reference_table(root)] if table}
     return ReferenceMaterial(
         notebook=notebook,
-        cells=assign_cells(notebook, part_ids) if notebook is not None else {},
+        cells=assign_cells(notebook, parts) if notebook is not None else {},
         answers=answers,
-        scaling=scaling,
+        tables=tables,
         unavailable="" if notebook is not None else f"No reference notebook for {assignment} was found.",
     )
 
 
-def scaling_table(scaling: dict[str, Any]) -> TableView:
-    """The 1D measurement (time per step and memory of both variants for each n) as a table."""
-    by_n: dict[int, dict[str, dict[str, float]]] = {}
-    for row in scaling.get("rows", []):
-        by_n.setdefault(int(row["n"]), {})[str(row["variant"])] = row
-
-    def cell(n: int, variant: str, key: str, scale: float, digits: int) -> str:
-        value = by_n[n].get(variant, {}).get(key)
-        return f"{value * scale:.{digits}f}" if isinstance(value, (int, float)) else "—"
-
-    rows = tuple(
-        (str(n), cell(n, "pixel", "seconds_per_step", 1e3, 1), cell(n, "kernel", "seconds_per_step", 1e3, 1),
-         cell(n, "kernel", "setup_seconds", 1, 2), cell(n, "pixel", "peak_memory_mb", 1, 1),
-         cell(n, "kernel", "peak_memory_mb", 1, 1))
-        for n in sorted(by_n)
-    )
-    machine = scaling.get("machine", {})
-    note = (f"Measured by the reference solution ({scaling.get('step', 'one full-batch step')}); memory: "
-            f"{scaling.get('memory', 'peak resident memory')}. Machine: {machine.get('cpu_count', '?')} cores, torch "
-            f"{machine.get('torch_version', '?')}. Absolute numbers depend on the machine; the trends do not.")
-    return TableView("Measured scaling of one training step", ("n", "pixel: ms / step", "kernel: ms / step",
-                     "kernel: set-up incl. K (s)", "pixel: peak MB", "kernel: peak MB"), rows, note)
+def table_view(table: ReferenceTable) -> TableView:
+    """A reference table an assignment declares, as the report prints it."""
+    return TableView(table.title, table.columns, table.rows, table.note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,12 +239,15 @@ def check_view(check: CheckResult, instructor: bool) -> CheckView:
 
 def rubric_parts(assignment: str) -> tuple[PartSpec, ...]:
     """The assignment's parts from its rubric (empty when the assignment is unknown)."""
-    from graders.rubrics import get_assignment
+    spec = _assignment(assignment)
+    return spec.parts if spec is not None else ()
 
+
+def _assignment(assignment: str) -> AssignmentSpec | None:
     try:
-        return get_assignment(assignment).rubric.parts
+        return get_assignment(assignment)
     except (KeyError, ImportError):
-        return ()
+        return None
 
 
 def self_grade_specs(parts: tuple[PartSpec, ...]) -> dict[str, tuple[float, str]]:
@@ -276,7 +263,7 @@ def self_grade_view(part: PartResult, spec: tuple[float, str], reference: Refere
     answer = render_markdown(part.answer_markdown, heading_shift=limits.heading_shift) if part.answer_markdown else None
     ref_text = reference.answers.get(part.id)
     ref_answer = render_markdown(ref_text, heading_shift=limits.heading_shift) if ref_text else None
-    table = scaling_table(reference.scaling) if part.id == "1D" and reference.scaling else None
+    table = reference.tables.get(part.id)
     chosen = (prefill or {}).get(part.id, {})
     level = chosen.get("level") if chosen.get("level") in {lv for lv, _ in SCALE} else None
     return SelfGradeView(part.id, points, prompt, levels, answer, ref_answer, table, level,
@@ -330,9 +317,9 @@ def build_page(result: GradingResult, *, instructor: bool = False, notebook: Not
                limits: RenderLimits = REPORT_LIMITS, prefill: dict[str, Any] | None = None) -> ReportPage:
     """Everything the report template prints, computed once from the result."""
     specs = rubric_parts(result.assignment)
-    # All of the rubric's ids, so a part's reference cells end where the next part begins.
-    part_ids = tuple(p.id for p in specs) or tuple(p.id for p in result.parts)
-    reference = load_reference(result.assignment, part_ids, result.public_only) if result.parts else ReferenceMaterial(
+    # All of the rubric's parts, so a part's reference cells end where the next part begins.
+    reference = load_reference(result.assignment, specs or tuple(PartSpec(p.id, p.title, 0) for p in result.parts),
+                               result.public_only) if result.parts else ReferenceMaterial(
         unavailable="No part of this submission could be graded.")
     self_specs = self_grade_specs(specs)
     parts = tuple(part_view(p, result, notebook, reference, self_specs, instructor, limits, prefill) for p in result.parts)

@@ -209,9 +209,9 @@ def code_document(notebook: NotebookNode, id: str, name: str = "", origin: str =
     The assignment is the one given (the grader's), else the notebook's metadata or markers.
     """
     from graders.parts import assign_cells, detect_assignment
-    from graders.rubrics import ASSIGNMENT_IDS
+    from graders.registry import assignment_ids
 
-    assignment = assignment if assignment in ASSIGNMENT_IDS else detect_assignment(notebook)
+    assignment = assignment if assignment in assignment_ids() else detect_assignment(notebook)
     part_of = {index: part for part, indices in assign_cells(notebook, part_ids(assignment)).items() for index in indices}
     cells = tuple(CodeCell(index, part_of.get(index, PREAMBLE), cell.source)
                   for index, cell in enumerate(notebook.cells)
@@ -241,13 +241,16 @@ def read_document(path: Path, id: str, name: str = "", origin: str = "class",
 
 
 def template_notebook(assignment: str) -> NotebookNode | None:
-    """The assignment's student template (``student_template/ASSIGNMENT.ipynb``), if this checkout has it."""
-    from graders.bundle import TEMPLATE_DIR
+    """The student template the assignment's package declares, if this installation has it."""
+    from graders.registry import UnknownAssignment, get_assignment
     from graders.submission import InvalidSubmission, read_notebook
 
-    path = TEMPLATE_DIR / f"{assignment}.ipynb"
     try:
-        return read_notebook(path) if path.is_file() else None
+        path = get_assignment(assignment).template
+    except UnknownAssignment:
+        return None
+    try:
+        return read_notebook(path) if path is not None and path.is_file() else None
     except (InvalidSubmission, OSError, ValueError):
         return None
 
@@ -577,7 +580,7 @@ def write_similarity(report: SimilarityReport, out_dir: Path) -> Path:
 
 
 def csv_row(pair: SimilarPair, page: str | None) -> list[str]:
-    """One line of similarity.csv; parts as ``1C (0.97/1.00); 2A (…)`` (share of each notebook's part)."""
+    """One line of similarity.csv; parts as ``Q3 (0.97/1.00); Q4 (…)`` (share of each notebook's part)."""
     parts = "; ".join(f"{s.part} ({s.a:.2f}/{s.b:.2f})" for s in pair.parts)
     return [pair.a.id, pair.a.name, pair.b.id, pair.b.name, pair.b.origin, f"{pair.score:.3f}", f"{pair.share_a:.3f}",
             f"{pair.share_b:.3f}", parts, str(pair.regions), page or ""]

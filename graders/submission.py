@@ -229,7 +229,7 @@ def parse_percent(text: str) -> list[tuple[str, str]] | None:
     """(cell type, source) for each ``# %%`` cell of ``text``; None when it has no cell marker.
 
     Text before the first marker is a code cell unless it is only comments (a Jupytext YAML header,
-    a module comment). Markdown cells are comment lines (``# ## 2A``) or one triple-quoted string.
+    a module comment). Markdown cells are comment lines (``# ## Q2``) or one triple-quoted string.
     """
     lines = text.lstrip("\ufeff").splitlines()
     starts = [i for i, line in enumerate(lines) if _PERCENT_MARKER.match(line.rstrip())]

@@ -1,7 +1,8 @@
 """Pass marks for trained figures: the CONTRACT's value, lowered below the reference's worst run.
 
-``reference/data/calibration_<assignment>.json`` holds min / median / max of each figure over
-many seeds of the reference solution. A threshold is never above the CONTRACT's and always
+An assignment declares its thresholds (:class:`graders.assignment.Threshold`) and a calibration
+file in the ``reference`` package holding min / median / max of each figure over many seeds of
+the reference solution. A threshold is never above the CONTRACT's and always
 ``MARGIN`` below the reference's worst calibrated run, so a correct solution having an unlucky
 seed still passes.
 """
@@ -12,21 +13,13 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
+from graders.assignment import AssignmentSpec
+
 MARGIN = 0.03
 """How far below the reference's worst run an accuracy threshold sits."""
 
-CONTRACT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "csci145-ps6": {"1B.test_accuracy": 0.70, "1C.train_accuracy": 0.90, "1C.test_accuracy": 0.50},
-    "ece685d-hw2": {
-        "P3.final_accuracy.gd": 0.90,
-        "P3.final_accuracy.newton": 0.90,
-        "P3.final_accuracy.newton_diag": 0.90,
-    },
-}
-
-
 @dataclass(frozen=True)
-class Threshold:
+class CalibratedThreshold:
     key: str
     value: float
     """The pass mark in force."""
@@ -43,22 +36,26 @@ class Threshold:
         )
 
 
-def load_calibration(assignment: str) -> dict:
+def load_calibration(spec: AssignmentSpec) -> dict:
+    """The assignment's calibration data (empty when it declares none or the reference is not installed)."""
+    if spec.calibration is None:
+        return {}
     try:
-        text = resources.files("reference").joinpath("data", f"calibration_{assignment}.json").read_text()
+        text = resources.files("reference").joinpath(*spec.calibration.split("/")).read_text()
     except (FileNotFoundError, ModuleNotFoundError, OSError):
         return {}
     return json.loads(text)
 
 
-def thresholds_for(assignment: str) -> dict[str, Threshold]:
-    calibration = load_calibration(assignment)
+def thresholds_for(spec: AssignmentSpec) -> dict[str, CalibratedThreshold]:
+    calibration = load_calibration(spec)
     found = {}
-    for key, contract in CONTRACT_THRESHOLDS.get(assignment, {}).items():
+    for declared in spec.thresholds:
+        key, contract = declared.key, declared.contract
         stats = calibration.get(key)
         if isinstance(stats, dict) and "min" in stats:
             value = min(contract, round(float(stats["min"]) - MARGIN, 2))
-            found[key] = Threshold(key, value, contract, float(stats["min"]), float(stats["median"]))
+            found[key] = CalibratedThreshold(key, value, contract, float(stats["min"]), float(stats["median"]))
         else:
-            found[key] = Threshold(key, contract, contract, None, None)
+            found[key] = CalibratedThreshold(key, contract, contract, None, None)
     return found

@@ -195,8 +195,8 @@ def tampering_cells(submission_dir: Path, canary: Path, repo: Path) -> list[Cell
               "/autograder/results/results.json", f"{submission_dir}/results.json",
               f"{submission_dir}/submission.graded/results.json", f"{submission_dir}/submission.graded/report.html",
               f"{canary}/owned.txt"]
-    secrets = [f"{repo}/reference/csci145_ps6.py", f"{repo}/graders/rubrics/csci145_ps6.py",
-               f"{repo}/graders/kernel/probes_csci145_ps6.py", f"{repo}/tests/conftest.py",
+    secrets = [f"{repo}/reference/csci145_ps6.py", f"{repo}/graders/assignments/csci145_ps6/rubric.py",
+               f"{repo}/graders/assignments/csci145_ps6/probes.py", f"{repo}/tests/conftest.py",
                f"{submission_dir}/submission.ipynb", "/etc/shadow"]
     return [
         "import json, os\n"

@@ -149,13 +149,15 @@ def test_zip_has_gradescope_layout_and_installs_cpu_torch_and_mnist_at_build_tim
         requirements = archive.read("requirements.txt").decode()
         with archive.open(wheel) as raw, zipfile.ZipFile(raw) as whl:
             wheel_names = whl.namelist()
+            entry_points = whl.read(next(n for n in wheel_names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert {"setup.sh", "run_autograder", "fallback_results.py", "autograder_config.json", "README.md"} <= names
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert "apt-get install -y --no-install-recommends python3 python3-venv python3-pip" in setup
     assert "--index-url https://download.pytorch.org/whl/cpu" in setup and "grade data" in setup
     assert "playwright" not in requirements and "torch>=" in requirements
-    assert "graders/kernel/probes_csci145_ps6.py" in wheel_names and "reference/data/calibration_csci145-ps6.json" in wheel_names
+    assert "graders/assignments/csci145_ps6/probes.py" in wheel_names and "reference/data/calibration_csci145-ps6.json" in wheel_names
     assert not any(n.startswith(("reference/notebooks/", "reference/answers/")) for n in wheel_names)
+    assert "[nbgrade.assignments]\ncsci145-ps6 = graders.assignments.csci145_ps6:ASSIGNMENT\n" in entry_points, "how the container finds it"
     assert config.assignment == "csci145-ps6" and config.hard_limit_seconds < config.timeout_minutes * 60
     assert f"Autograder timeout: {config.timeout_minutes} minutes" in readme and "Memory" in readme
 
@@ -227,7 +229,7 @@ def test_reference_notebook_gets_full_marks_and_its_kernel_cannot_touch_the_grad
     """The reference notebook, with one student cell appended that tries to read and write what it must not."""
     root = tmp_path / "autograder"
     notebook = nbformat.read(str(REFERENCE_NOTEBOOKS / "csci145-ps6.ipynb"), as_version=4)
-    rubric = wheel_site / "graders" / "rubrics" / "csci145_ps6.py"
+    rubric = wheel_site / "graders" / "assignments" / "csci145_ps6" / "rubric.py"
     notebook.cells.append(nbformat.v4.new_code_cell(TAMPERING.format(root=root, reference=wheel_site / "reference" / "csci145_ps6.py", rubric=rubric)))
     make_root(tmp_path, autograder_zip, {"PS6 final (1).ipynb": nbformat.writes(notebook).encode()})
     results, stdout = run_autograder(root, wheel_site)

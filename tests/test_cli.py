@@ -17,12 +17,12 @@ import nbformat
 import pytest
 
 from graders import cli
-from graders.autograder import BUDGETS, GRADESCOPE_DEFAULT_MEMORY_MB, autograder_config, instructor_readme
+from graders.autograder import GRADESCOPE_DEFAULT_MEMORY_MB, autograder_config, instructor_readme
 from graders.cli import main, with_command
 from graders.kernel.naming import name_relates
 from graders.parts import assignment_mismatch
 from graders.pdf import BrowserHost, find_browser, output_warnings
-from graders.rubrics import ASSIGNMENT_IDS, get_assignment
+from graders.registry import assignment_ids, get_assignment
 from tests.conftest import REFERENCE_NOTEBOOKS, REPO, make_notebook, write_notebook
 
 README = REPO / "README.md"
@@ -262,8 +262,8 @@ def test_a_notebook_with_outputs_but_no_figure_is_warned_when_parts_ask_for_figu
 def test_the_readme_the_zip_and_the_command_state_the_same_measured_memory(tmp_path, capsys):
     readme = README.read_text()
     assert "1536" not in readme and "1.5 GB" not in readme
-    for assignment in ASSIGNMENT_IDS:
-        budget = BUDGETS[assignment]
+    for assignment in assignment_ids():
+        budget = get_assignment(assignment).budget
         run = budget.measured
         row = (f"| `{assignment}` | {budget.container_memory_mb} MB | {run.cpu:g} | {run.peak_mb} MB "
                f"| {run.seconds:g} s |")
@@ -277,7 +277,7 @@ def test_the_readme_the_zip_and_the_command_state_the_same_measured_memory(tmp_p
         assert f"memory {budget.container_memory_mb} MB" in printed and f"peaked at {run.peak_mb} MB" in printed
         with zipfile.ZipFile(tmp_path / f"{assignment}.zip") as archive:
             assert archive.read("README.md").decode() == instructor_readme(config, f"{assignment}.zip", _wheel(archive))
-    assert all(b.container_memory_mb == GRADESCOPE_DEFAULT_MEMORY_MB for b in BUDGETS.values()), "as measured"
+    assert all(b.container_memory_mb == GRADESCOPE_DEFAULT_MEMORY_MB for b in (get_assignment(a).budget for a in assignment_ids())), "as measured"
 
 
 def _wheel(archive: zipfile.ZipFile) -> str:
@@ -300,7 +300,7 @@ def test_the_readme_links_nothing_outside_the_repository():
 
 def test_the_contract_states_every_parts_points_and_names():
     text = CONTRACT.read_text()
-    for assignment in ASSIGNMENT_IDS:
+    for assignment in assignment_ids():
         rubric = get_assignment(assignment).rubric
         assert f"`{assignment}`" in text
         for part in rubric.parts:

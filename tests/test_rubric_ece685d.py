@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REFERENCE_NOTEBOOKS, fast_config, make_notebook
 from graders.result import GradingResult, PartResult
-from graders.rubrics import ece685d_hw2 as rubric
+from graders.assignments.ece685d_hw2 import rubric
 
 ASSIGNMENT = "ece685d-hw2"
 FULL = {"P1": 20.0, "P2": 30.0, "P3": 30.0}

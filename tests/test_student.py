@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 
 from graders.bundle import bundle_texts, secret_leaks, write_bundle
 from graders.parts import assign_cells, detect_assignment
-from graders.rubrics import get_assignment
+from graders.registry import get_assignment
 from tests.conftest import REPO, make_notebook
 
 TEMPLATES = REPO / "student_template"

@@ -20,9 +20,9 @@ from graders.checks import CheckResult, Outcome
 from graders.judge import AT_GRADING_MESSAGE, PUBLIC_COPY_NOTE
 from graders.local import format_reports, run_local_checks, session_inputs
 from graders.result import ExecutionSummary, GradingResult, PartResult
-from graders.rubrics import get_assignment
-from graders.rubrics.csci145_ps6 import kernel_mistakes, sigmoid_mistakes
-from graders.rubrics.ece685d_hw2 import PARAM_NAMES, _case_arrays, autograd_bce, autograd_residual_gradients, bce_mistakes, residual_mistakes
+from graders.registry import get_assignment
+from graders.assignments.csci145_ps6.rubric import kernel_mistakes, sigmoid_mistakes
+from graders.assignments.ece685d_hw2.rubric import PARAM_NAMES, _case_arrays, autograd_bce, autograd_residual_gradients, bce_mistakes, residual_mistakes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,7 +204,7 @@ def test_item11_catalogue_hints_state_what_the_code_does_not_ask_a_question():
     for text in [*kernel_mistakes(np.zeros((2, 3)), np.zeros((2, 3)), 1.0), *sigmoid_mistakes(np.zeros(3))]:
         assert text.startswith("your ") and "?" not in text, text
     assert "your kernel is exp(−‖x − x′‖²/σ²): the denominator should be 2σ², not σ²" in kernel_mistakes(np.zeros((1, 1)), np.zeros((1, 1)), 1.0)
-    source = (REPO / "graders" / "rubrics" / "csci145_ps6.py").read_text()
+    source = (REPO / "graders" / "assignments" / "csci145_ps6" / "rubric.py").read_text()
     hints = re.findall(r'mistake=f?"([^"]*)"', source)
     assert hints and not [h for h in hints if h.rstrip().endswith("?")]
 

@@ -3,9 +3,9 @@
 # kernel's private probe namespace, as well as the grader importing it.
 #
 # Discovery (Probe.find) may bind a contract name to an object found by its type or signature
-# when the contract name itself is not defined. That is right for `gaussian_kern` or `bceLoss`,
-# and wrong for a notebook of another assignment whose `gaussian_kernel(X1, X2, sigma)` happens
-# to take three arguments like `bce_loss(w, X, y)`. The rule: a discovered object is bound only
+# when the contract name itself is not defined. That is right for `softmax_fn` or `crossEntropy`,
+# and wrong for a notebook of another assignment whose `rbf_matrix(X1, X2, gamma)` happens
+# to take three arguments like `cross_entropy(w, X, y)`. The rule: a discovered object is bound only
 # when `name_relates(contract, found)`, or when it passes the part's basic shape check.
 import re as _naming_re
 
@@ -13,11 +13,11 @@ _NAMING_WORD = _naming_re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+
 _NAMING_MIN_WORD = 3
 """Shorter words (x, w, k, nn) say nothing on their own; they count only as initials."""
 _NAMING_MIN_PREFIX = 4
-"""Two words sharing this many first letters are the same word inflected (history, histories)."""
+"""Two words sharing this many first letters are the same word inflected (result, results)."""
 
 
 def name_words(name):
-    """The lower-case words of an identifier: `MNISTTwoView` → mnist, two, view; `K_train` → k, train."""
+    """The lower-case words of an identifier: `CIFARPairView` → cifar, pair, view; `W_init` → w, init."""
     return [word.lower() for word in _NAMING_WORD.findall(name) if not word.isdigit()]
 
 
@@ -50,9 +50,9 @@ def name_relates(contract, found):
     """True when `found` shares something with `contract`: a word (or its stem, or its consonant
     abbreviation), a word inside the other written without separators, or the initials of its words.
 
-    `bce_loss` relates to `bceLoss`, `loss_bce`, `my_loss`, `bceloss` and `bl`; `gaussian_kernel`
-    relates to `kernel`, `gauss_k` and `gk`; `histories` to `history`; `bce_loss` does not relate
-    to `gaussian_kernel`, `f` or `solve`.
+    `cross_loss` relates to `crossLoss`, `loss_cross`, `my_loss`, `crossloss` and `cl`; `rbf_matrix`
+    relates to `matrix`, `rbf_m` and `rm`; `results` to `result`; `cross_loss` does not relate
+    to `rbf_matrix`, `f` or `solve`.
     """
     if not contract or not found:
         return False

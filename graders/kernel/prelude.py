@@ -154,7 +154,7 @@ def fake_colab_and_checks():
     google.colab = colab
     sys.modules["google.colab"], sys.modules["google.colab.drive"] = colab, drive
     sys.modules["google.colab.files"] = files
-    # The templates' `from graders import check; check("1C")` cells: the grader runs every check itself.
+    # The templates' `from graders import check; check(PART)` cells: the grader runs every check itself.
     local_checks = types.ModuleType("graders")
     local_checks.check = lambda *a, **k: print("[grader] check() is skipped while grading: every check runs after your notebook.")
     sys.modules["graders"] = local_checks

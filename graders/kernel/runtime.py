@@ -151,7 +151,7 @@ def _raise_timeout(signum, frame):
 
 def _may_stand_for(contract, name, value):
     """A function found only by its signature must also be named like the contract name (graders/kernel/naming.py):
-    `gaussian_kernel(X1, X2, sigma)` has bce_loss's three arguments, and is not bce_loss."""
+    `rbf_matrix(X1, X2, gamma)` has cross_loss's three arguments, and is not cross_loss."""
     relates = globals().get("name_relates")
     if relates is None or not callable(value) or isinstance(value, type) or not hasattr(value, "__code__"):
         return True

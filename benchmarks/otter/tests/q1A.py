@@ -1,4 +1,4 @@
-"""1A · Loading MNIST: the checks graders/rubrics/csci145_ps6.py makes, written as an otter test file."""
+"""1A · Loading MNIST: the checks graders/assignments/csci145_ps6/rubric.py makes, written as an otter test file."""
 OK_FORMAT = False
 from otter.test_files import test_case
 

@@ -1,7 +1,7 @@
 """ece685d-hw2: every check the CONTRACT lists for P1–P3, as small declarative claims.
 
 Hidden inputs are drawn in :func:`hidden_inputs` from the run's seed; probes in the kernel call
-the student's objects on them (``graders/kernel/probes_ece685d_hw2.py``); the claims below
+the student's objects on them (``probes.py`` beside this module); the claims below
 compare what came back with autograd (computed here, in float64) and with catalogues of known
 wrong formulas, so a failing check names the likely mistake.
 """
@@ -14,10 +14,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graders.checks import PartSpec, Rubric, fail, not_run
+from graders.assignment import PartSpec
+from graders.checks import Rubric, fail, not_run
 from graders.judge import JudgeContext, name_mistake, relative_error, shape_text
 from graders.mnist import load_mnist_arrays
 from graders.observe import FigureRecord
+
+def _problem(number: str) -> dict[str, Any]:
+    """How a part is titled: ``P2``, ``**P2. Dataset**``, or ``Problem 2``."""
+    return {"headings": (rf"(?<![\w])P\s*{number}(?![\w])",), "problem": number}
+
 
 RUBRIC = Rubric(
     assignment="ece685d-hw2",
@@ -27,14 +33,14 @@ RUBRIC = Rubric(
             "P1", "Backprop on a residual MLP", 20, 10,
             "Derive (a) ∂L/∂W₃ and ∂L/∂b₃, (b) the residual recursion e_{ℓ−1} = e_ℓ + W_ℓ δ_ℓ, and "
             "(c) ∂L/∂W_ℓ and ∂L/∂b_ℓ for ℓ = 1, 2 in terms of the forward pass.",
-            ("P1", "Derivation", "Backprop"),
+            ("P1", "Derivation", "Backprop"), **_problem("1"),
         ),
-        PartSpec("P2", "Multi-view dataset", 30),
+        PartSpec("P2", "Multi-view dataset", 30, figures=True, **_problem("2")),
         PartSpec(
             "P3", "Logistic regression by gradient descent and Newton's method", 30, 0,
             "Compare gradient descent, Newton's method and diagonal Newton in loss, test accuracy and "
             "runtime: what do you observe, and why?",
-            ("P3", "Comparison"),
+            ("P3", "Comparison"), figures=True, **_problem("3"),
         ),
     ),
 )
@@ -332,32 +338,38 @@ def check_residual_gradient(ctx: JudgeContext, name: str) -> None:
                  mistake=mistake)
 
 
-@check("P1", 4, "∂L/∂W1 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 4, "∂L/∂W1 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_W1_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "W1")
 
 
-@check("P1", 3, "∂L/∂b1 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 3, "∂L/∂b1 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_b1_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "b1")
 
 
-@check("P1", 4, "∂L/∂W2 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 4, "∂L/∂W2 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_W2_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "W2")
 
 
-@check("P1", 3, "∂L/∂b2 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 3, "∂L/∂b2 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_b2_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "b2")
 
 
-@check("P1", 3, "∂L/∂W3 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 3, "∂L/∂W3 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_W3_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "W3")
 
 
-@check("P1", 3, "∂L/∂b3 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True)
+@check("P1", 3, "∂L/∂b3 matches autograd (tanh, sin, hardtanh, leaky ReLU; hidden N, m, values)", hidden_inputs=True, public=True,
+       observes=("case_{case}", "grad_{case}_{name}", "keys_{case}"))
 def gradient_b3_matches_autograd(ctx: JudgeContext) -> None:
     check_residual_gradient(ctx, "b3")
 
@@ -395,7 +407,8 @@ def _views(ctx: JudgeContext, key: str) -> np.ndarray:
     return ctx.array(key, "drawing items of two_view_dataset")
 
 
-@check("P2", 3, "MNISTTwoView is a subclass of torch.utils.data.Dataset and two_view_dataset is an instance", public=True)
+@check("P2", 3, "MNISTTwoView is a subclass of torch.utils.data.Dataset and two_view_dataset is an instance", public=True,
+       observes=("class", "instance"))
 def class_subclasses_dataset(ctx: JudgeContext) -> None:
     ctx.require("MNISTTwoView")
     info = ctx.obs.get("class") or {}
@@ -411,7 +424,8 @@ def class_subclasses_dataset(ctx: JudgeContext) -> None:
              mistake="build it as two_view_dataset = MNISTTwoView(…) over MNIST.")
 
 
-@check("P2", 2, "len(two_view_dataset) > 0", public=True)
+@check("P2", 2, "len(two_view_dataset) > 0", public=True,
+       observes=("len",))
 def dataset_has_items(ctx: JudgeContext) -> None:
     ctx.require("two_view_dataset")
     error = ctx.call_error("len")
@@ -426,7 +440,8 @@ def _is_tensor_like(element: dict[str, Any]) -> bool:
     return bool(element.get("tensor"))
 
 
-@check("P2", 4, "an item is a 3-tuple (x1, x2, y) with x1, x2 tensors of equal shape", public=True)
+@check("P2", 4, "an item is a 3-tuple (x1, x2, y) with x1, x2 tensors of equal shape", public=True,
+       observes=("item", "items", "layout", "len"))
 def item_is_two_views_and_label(ctx: JudgeContext) -> None:
     layout = _item_layout(ctx)
     item = ctx.obs.get("item") or {}
@@ -618,7 +633,8 @@ def _view_images(ctx: JudgeContext) -> np.ndarray:
     return np.concatenate(images)
 
 
-@check("P2", 4, "the label is an integer equal to the label of the item's source image", public=True)
+@check("P2", 4, "the label is an integer equal to the label of the item's source image", public=True,
+       observes=("indices", "item", "items", "labels", "layout", "len", "source_how", "source_images", "source_labels", "originals", "view_shape"))
 def label_is_source_images_integer_label(ctx: JudgeContext) -> None:
     labels, problem = _integer_labels(ctx)
     sources = _source_images(ctx)
@@ -641,7 +657,8 @@ def _fraction_differing(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a - b).max(axis=1) > 1e-6 * np.maximum(scale, 1e-12)))
 
 
-@check("P2", 3, "the two views of one item differ", public=True)
+@check("P2", 3, "the two views of one item differ", public=True,
+       observes=("items", "layout", "len", "x1", "x2", "item"))
 def views_differ_within_item(ctx: JudgeContext) -> None:
     x1, x2 = _views(ctx, "x1"), _views(ctx, "x2")
     if x1.shape != x2.shape:
@@ -652,7 +669,8 @@ def views_differ_within_item(ctx: JudgeContext) -> None:
              got=f"{differ:.0%}", mistake="apply the random augmentation twice (x1 = t(img); x2 = t(img)), not once for both views.")
 
 
-@check("P2", 3, "drawing the same index twice gives new views (independent randomness)", public=True)
+@check("P2", 3, "drawing the same index twice gives new views (independent randomness)", public=True,
+       observes=("items", "layout", "len", "x1", "x1_again", "item"))
 def views_differ_between_draws(ctx: JudgeContext) -> None:
     first, again = _views(ctx, "x1"), _views(ctx, "x1_again")
     if first.shape != again.shape:
@@ -673,7 +691,8 @@ def resemblance_fractions(correlation: np.ndarray) -> tuple[float, float]:
     return float(np.mean(own > others)), float(np.mean(best)) if best else 1.0
 
 
-@check("P2", 4, "each view resembles its own source image more than other images", public=True)
+@check("P2", 4, "each view resembles its own source image more than other images", public=True,
+       observes=("indices", "items", "layout", "len", "source_how", "source_images", "source_labels", "view_shape", "x1", "x2", "originals", "item"))
 def views_resemble_their_source(ctx: JudgeContext) -> None:
     views = _view_images(ctx)
     sources = _source_images(ctx)
@@ -748,7 +767,8 @@ def _check_batches(ctx: JudgeContext, key: str, what: str) -> None:
         fail(f"a batch of {what} holds labels of shape {shapes[2]}; expected 8.", expected="8", got=str(shapes[2]))
 
 
-@check("P2", 3, "it works in a DataLoader with batch size 8 and shuffling (batches 8×C×H×W, 8×C×H×W, 8)", public=True)
+@check("P2", 3, "it works in a DataLoader with batch size 8 and shuffling (batches 8×C×H×W, 8×C×H×W, 8)", public=True,
+       observes=("items", "layout", "len", "loader", "process_limit", "item"))
 def dataloader_yields_batches_of_8(ctx: JudgeContext) -> None:
     _check_batches(ctx, "loader", "DataLoader(two_view_dataset, batch_size=8, shuffle=True)")
 
@@ -758,7 +778,8 @@ def _batch_shapes(ctx: JudgeContext, key: str) -> list[list[int]]:
     return [element.get("shape", []) for element in batches[0].get("elements", [])]
 
 
-@check("P2", 2, "it works in a DataLoader with num_workers=2", public=True)
+@check("P2", 2, "it works in a DataLoader with num_workers=2", public=True,
+       observes=("items", "layout", "len", "loader", "loader_workers", "pickle_error", "process_limit", "item"))
 def dataloader_works_with_two_workers(ctx: JudgeContext) -> None:
     what = "DataLoader(two_view_dataset, batch_size=8, shuffle=True, num_workers=2)"
     if ctx.call_error("loader_workers") or ctx.call_error("loader"):
@@ -903,17 +924,20 @@ def check_bce_function(ctx: JudgeContext, name: str) -> None:
                  mistake=name_mistake(got, bce_mistakes(w, X, y)[name], MISTAKE_RTOL))
 
 
-@check("P3", 4, "bce_loss matches autograd's summed BCE on hidden w, X, y", hidden_inputs=True, public=True)
+@check("P3", 4, "bce_loss matches autograd's summed BCE on hidden w, X, y", hidden_inputs=True, public=True,
+       observes=("bce_loss_{case}",))
 def bce_loss_matches_autograd(ctx: JudgeContext) -> None:
     check_bce_function(ctx, "bce_loss")
 
 
-@check("P3", 5, "bce_gradient matches autograd on hidden w, X, y", hidden_inputs=True, public=True)
+@check("P3", 5, "bce_gradient matches autograd on hidden w, X, y", hidden_inputs=True, public=True,
+       observes=("bce_gradient_{case}",))
 def bce_gradient_matches_autograd(ctx: JudgeContext) -> None:
     check_bce_function(ctx, "bce_gradient")
 
 
-@check("P3", 5, "bce_hessian matches autograd on hidden w, X, y", hidden_inputs=True, public=True)
+@check("P3", 5, "bce_hessian matches autograd on hidden w, X, y", hidden_inputs=True, public=True,
+       observes=("bce_hessian_{case}",))
 def bce_hessian_matches_autograd(ctx: JudgeContext) -> None:
     check_bce_function(ctx, "bce_hessian")
 
@@ -972,7 +996,8 @@ def _histories(ctx: JudgeContext) -> dict[str, dict[str, np.ndarray]]:
     return found
 
 
-@check("P3", 4, "histories holds equal-length finite loss, accuracy and time lists for gd, newton and newton_diag", public=True)
+@check("P3", 4, "histories holds equal-length finite loss, accuracy and time lists for gd, newton and newton_diag", public=True,
+       observes=("histories",))
 def histories_have_three_methods(ctx: JudgeContext) -> None:
     for method, series in _histories(ctx).items():
         lengths = {name: len(values) for name, values in series.items()}
@@ -984,7 +1009,8 @@ def histories_have_three_methods(ctx: JudgeContext) -> None:
                      mistake="the loss overflowed: compute it from the logits (softplus(z) − y z) or lower the step." if name == "loss" else None)
 
 
-@check("P3", 2, "each method's time is non-decreasing (seconds since start)", public=True)
+@check("P3", 2, "each method's time is non-decreasing (seconds since start)", public=True,
+       observes=("histories",))
 def time_is_cumulative(ctx: JudgeContext) -> None:
     for method, series in _histories(ctx).items():
         time = series["time"]
@@ -999,7 +1025,8 @@ def time_is_cumulative(ctx: JudgeContext) -> None:
                           "time.perf_counter() − start, with start taken once before the loop.") if per_iteration else None)
 
 
-@check("P3", 3, "each method's loss ends below where it started", public=True)
+@check("P3", 3, "each method's loss ends below where it started", public=True,
+       observes=("histories",))
 def loss_decreases_for_each_method(ctx: JudgeContext) -> None:
     for method, series in _histories(ctx).items():
         loss = series["loss"]
@@ -1034,7 +1061,8 @@ P3_TEST_SIZE = 171
 """Test examples of the problem's split: 30 % of scikit-learn's 569 breast-cancer cases, rounded up."""
 
 
-@check("P3", 3, "each method's final test accuracy reaches the calibrated threshold", public=True)
+@check("P3", 3, "each method's final test accuracy reaches the calibrated threshold", public=True,
+       observes=("histories",))
 def final_accuracy_reaches_threshold(ctx: JudgeContext) -> None:
     for method, series in _histories(ctx).items():
         final = _final_accuracy(ctx, method, series["accuracy"])
@@ -1052,7 +1080,8 @@ def _warn_unless_a_test_fraction(ctx: JudgeContext, method: str, accuracy: float
                  "measured on another set, or averaged?")
 
 
-@check("P3", 2, "diagonal Newton is a different method from Newton (its history differs)", public=True)
+@check("P3", 2, "diagonal Newton is a different method from Newton (its history differs)", public=True,
+       observes=("histories",))
 def newton_diag_differs_from_newton(ctx: JudgeContext) -> None:
     histories = _histories(ctx)
     newton, diagonal = histories["newton"]["loss"], histories["newton_diag"]["loss"]

@@ -1,7 +1,7 @@
 """csci145-ps6: every check the CONTRACT lists for 1A–2C, as small declarative claims.
 
 Hidden inputs are drawn in :func:`hidden_inputs` from the run's seed; probes in the kernel call
-the student's objects on them (``graders/kernel/probes_csci145_ps6.py``); the claims below
+the student's objects on them (``probes.py`` beside this module); the claims below
 compare what came back with the reference solution and a catalogue of known wrong formulas.
 """
 
@@ -13,22 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from graders.checks import PartSpec, Rubric, fail, not_run
+from graders.assignment import PartSpec
+from graders.assignments.csci145_ps6.scaling import scaling_table
+from graders.checks import Rubric, fail, not_run
 from graders.mnist import held_back_digits, load_mnist_arrays
 from graders.judge import JudgeContext, name_mistake, relative_error, shape_text
 from graders.observe import FigureRecord
+
+
+def _part(problem: str, letter: str) -> dict[str, Any]:
+    """How a part is titled: ``1C``, ``1.C``, ``1 (c)``, or ``Part C`` under ``Problem 1``."""
+    return {"headings": (rf"(?<![\w.]){problem}\s*[.·\-]?\s*\(?[{letter}{letter.lower()}]\)?(?![\w])",),
+            "problem": problem, "letter": letter}
+
 
 RUBRIC = Rubric(
     assignment="csci145-ps6",
     title="CSCI 145 Problem Set 6",
     parts=(
-        PartSpec("1A", "Loading MNIST", 10),
-        PartSpec("1B", "Logistic regression", 20),
-        PartSpec("1C", "Reparameterization trick / Gaussian kernel", 25),
-        PartSpec("1D", "Summary", 0, 5, "Which variant trains more quickly, and which scales better with n?", ("1D", "Summary")),
-        PartSpec("2A", "Sigmoid derivative", 5, 5, "Show that σ′(z) = σ(z)(1 − σ(z)).", ("2A",)),
-        PartSpec("2B", "Neural network of depth ℓ", 15),
-        PartSpec("2C", "Empirical comparison", 15, 0, "What do you notice about depths 1, 2 and 3?", ("2C",)),
+        PartSpec("1A", "Loading MNIST", 10, **_part("1", "A")),
+        PartSpec("1B", "Logistic regression", 20, figures=True, **_part("1", "B")),
+        PartSpec("1C", "Reparameterization trick / Gaussian kernel", 25, figures=True, **_part("1", "C")),
+        PartSpec("1D", "Summary", 0, 5, "Which variant trains more quickly, and which scales better with n?", ("1D", "Summary"),
+                 heading_words=("summary",), reference_table=scaling_table, **_part("1", "D")),
+        PartSpec("2A", "Sigmoid derivative", 5, 5, "Show that σ′(z) = σ(z)(1 − σ(z)).", ("2A",), **_part("2", "A")),
+        PartSpec("2B", "Neural network of depth ℓ", 15, **_part("2", "B")),
+        PartSpec("2C", "Empirical comparison", 15, 0, "What do you notice about depths 1, 2 and 3?", ("2C",), figures=True,
+                 **_part("2", "C")),
     ),
 )
 check = RUBRIC.check
@@ -94,7 +105,8 @@ def _dataset_arrays(ctx: JudgeContext, name: str) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-@check("1A", 2, "train_set has 1000 items and test_set has 100", public=True)
+@check("1A", 2, "train_set has 1000 items and test_set has 100", public=True,
+       observes=("test_set.len", "train_set.len"))
 def datasets_have_contract_lengths(ctx: JudgeContext) -> None:
     for name, expected in (("train_set", 1000), ("test_set", 100)):
         ctx.require(name, "1A")
@@ -104,7 +116,8 @@ def datasets_have_contract_lengths(ctx: JudgeContext) -> None:
                  mistake=f"`{name}` holds the whole MNIST split: take a random subset of {expected} (e.g. torch.utils.data.Subset with random indices)." if isinstance(got, int) and got > expected else None)
 
 
-@check("1A", 2, "items are (image, int label) with a 1×28×28 or 784-value image", public=True)
+@check("1A", 2, "items are (image, int label) with a 1×28×28 or 784-value image", public=True,
+       observes=("test_set.item", "test_set.items", "train_set.item", "train_set.items", "train_set.labels"))
 def items_are_image_label_pairs(ctx: JudgeContext) -> None:
     _warn_if_unbalanced(ctx)
     for name in ("train_set", "test_set"):
@@ -136,7 +149,8 @@ def _row_keys(images: np.ndarray) -> list[bytes]:
     return [hashlib.sha1(np.round(row, 4).astype(np.float32).tobytes()).digest() for row in images]
 
 
-@check("1A", 2, "no image of test_set appears in train_set (compared by pixels)", public=True)
+@check("1A", 2, "no image of test_set appears in train_set (compared by pixels)", public=True,
+       observes=("test_set.images", "test_set.labels", "train_set.images", "train_set.labels"))
 def test_images_not_in_train(ctx: JudgeContext) -> None:
     train, _ = _dataset_arrays(ctx, "train_set")
     test, _ = _dataset_arrays(ctx, "test_set")
@@ -162,7 +176,8 @@ def first_rows_match(images: np.ndarray, mnist_images: np.ndarray, count: int = 
     return int(np.sum(correlation > 0.999))
 
 
-@check("1A", 1, "the sets are random draws, not simply the first rows of MNIST in order", public=True)
+@check("1A", 1, "the sets are random draws, not simply the first rows of MNIST in order", public=True,
+       observes=("test_set.images", "test_set.labels", "train_set.images", "train_set.labels"))
 def sets_are_random_draws(ctx: JudgeContext) -> None:
     mnist = ctx.inputs("_mnist")
     for name, size in (("train_set", 1000), ("test_set", 100)):
@@ -197,7 +212,8 @@ def _loader_matches(ctx: JudgeContext, loader: str, dataset: str) -> None:
          mistake=f"build `{loader}` as DataLoader({dataset}, batch_size=..., shuffle=...).")
 
 
-@check("1A", 3, "each loader's batches agree in size and cover its set exactly once per epoch", public=True)
+@check("1A", 3, "each loader's batches agree in size and cover its set exactly once per epoch", public=True,
+       observes=("test_loader.batches", "test_loader.images", "test_loader.labels", "test_loader.mismatched_batches", "test_set.images", "test_set.labels", "train_loader.batches", "train_loader.images", "train_loader.labels", "train_loader.mismatched_batches", "train_set.images", "train_set.labels"))
 def loaders_cover_each_set_once(ctx: JudgeContext) -> None:
     _loader_matches(ctx, "train_loader", "train_set")
     _loader_matches(ctx, "test_loader", "test_set")
@@ -212,7 +228,8 @@ def _matrix_params(params: list) -> tuple[list, list]:
     return matrices, vectors
 
 
-@check("1B", 4, "logreg_model's only parameters are W (784×10 or 10×784) and an optional bias", public=True)
+@check("1B", 4, "logreg_model's only parameters are W (784×10 or 10×784) and an optional bias", public=True,
+       observes=("parameters",))
 def logreg_parameters_are_784_by_10(ctx: JudgeContext) -> None:
     ctx.require("logreg_model")
     params = ctx.obs.get("parameters") or []
@@ -226,7 +243,8 @@ def logreg_parameters_are_784_by_10(ctx: JudgeContext) -> None:
         fail(f"logreg_model's bias has shape {vectors}; expected 10.", got=described)
 
 
-@check("1B", 3, "logreg_model maps a batch of B images to B×10 logits", public=True)
+@check("1B", 3, "logreg_model maps a batch of B images to B×10 logits", public=True,
+       observes=("logits",))
 def logreg_outputs_batch_by_10(ctx: JudgeContext) -> None:
     ctx.require("logreg_model")
     logits = ctx.array("logits", "logreg_model(images)")
@@ -244,7 +262,8 @@ def _losses(ctx: JudgeContext, contract: str, part: str | None = None) -> Any:
     return value
 
 
-@check("1B", 4, "logreg_losses has 100 finite values and the last is below the first", public=True)
+@check("1B", 4, "logreg_losses has 100 finite values and the last is below the first", public=True,
+       observes=("losses",))
 def logreg_losses_has_100_decreasing(ctx: JudgeContext) -> None:
     losses = _losses(ctx, "logreg_losses")
     if not isinstance(losses, list):
@@ -266,7 +285,8 @@ def logreg_losses_has_100_decreasing(ctx: JudgeContext) -> None:
                  "the learning rate may be too small, or the model is not the one being optimised.")
 
 
-@check("1B", 6, "logreg_model reaches the test-accuracy threshold on digits the grader holds back", hidden_inputs=True)
+@check("1B", 6, "logreg_model reaches the test-accuracy threshold on digits the grader holds back", hidden_inputs=True,
+       observes=("logits",))
 def logreg_accuracy_on_held_back(ctx: JudgeContext) -> None:
     ctx.require("logreg_model")
     logits = ctx.array("logits", "logreg_model(images)")
@@ -357,7 +377,8 @@ def named_failure(where: str, error: float, tolerance: float, mistake: str | Non
 
 
 @check("1C", 7, f"gaussian_kernel computes the stated {KERNEL_FORMULA} on freshly drawn inputs (several shapes, σ ≠ 1, d ≠ 784)",
-       hidden_inputs=True, public=True)
+       hidden_inputs=True, public=True,
+       observes=("K_{case}",))
 def kernel_matches_reference(ctx: JudgeContext) -> None:
     # The name is kept so that gradebooks stay comparable; the comparison is with the statement's formula.
     ctx.require("gaussian_kernel")
@@ -381,7 +402,8 @@ def _K_train(ctx: JudgeContext) -> np.ndarray:
     return ctx.array("K_train", "reading `K_train`")
 
 
-@check("1C", 4, "K_train is symmetric with a unit diagonal and positive semi-definite", public=True)
+@check("1C", 4, "K_train is symmetric with a unit diagonal and positive semi-definite", public=True,
+       observes=("1A:train_set.len", "K_train"))
 def K_train_is_valid_kernel(ctx: JudgeContext) -> None:
     K = _K_train(ctx)
     n = ctx.obs_of("1A").get("train_set.len") or 1000
@@ -427,7 +449,8 @@ def _x_candidates(ctx: JudgeContext) -> dict[str, np.ndarray]:
     return found
 
 
-@check("1C", 3, "K_train equals the stated kernel of the training images with themselves, at your sigma", public=True)
+@check("1C", 3, "K_train equals the stated kernel of the training images with themselves, at your sigma", public=True,
+       observes=("1A:train_set.images", "K_train", "X.{name}", "candidates", "sigma"))
 def K_train_matches_gaussian_kernel_of_training_images(ctx: JudgeContext) -> None:
     K = _K_train(ctx)
     ctx.require("sigma")
@@ -451,7 +474,8 @@ def K_train_matches_gaussian_kernel_of_training_images(ctx: JudgeContext) -> Non
          expected=f"relative error ≤ {K_MATCH_RTOL:g}", got=f"{best[0]:.2g}", mistake=mistake)
 
 
-@check("1C", 2, "K_test is 100×n: test images against training images", public=True)
+@check("1C", 2, "K_test is 100×n: test images against training images", public=True,
+       observes=("1A:train_set.len", "K_test"))
 def K_test_has_shape_100_by_n(ctx: JudgeContext) -> None:
     ctx.require("K_test")
     K = ctx.array("K_test", "reading `K_test`")
@@ -461,7 +485,8 @@ def K_test_has_shape_100_by_n(ctx: JudgeContext) -> None:
              mistake="K_test is transposed: rows are test images, columns training images." if K.shape == (n, 100) else None)
 
 
-@check("1C", 2, "kernel_model takes rows of a kernel matrix: input size n", public=True)
+@check("1C", 2, "kernel_model takes rows of a kernel matrix: input size n", public=True,
+       observes=("1A:train_set.len", "kernel_model.parameters", "train_logits"))
 def kernel_model_takes_n_inputs(ctx: JudgeContext) -> None:
     ctx.require("kernel_model")
     n = ctx.obs_of("1A").get("train_set.len") or 1000
@@ -484,7 +509,8 @@ def _accuracy_against(logits: np.ndarray, label_sets: dict[str, np.ndarray]) -> 
     return best
 
 
-@check("1C", 3, "kernel_model trained full-batch reaches the train-accuracy threshold on K_train", public=True)
+@check("1C", 3, "kernel_model trained full-batch reaches the train-accuracy threshold on K_train", public=True,
+       observes=("1A:train_set.labels", "candidates", "train_logits", "y.{name}", "K_train"))
 def kernel_model_train_accuracy(ctx: JudgeContext) -> None:
     ctx.require("kernel_model")
     logits = ctx.array("train_logits", "kernel_model(K_train)")
@@ -500,7 +526,8 @@ def kernel_model_train_accuracy(ctx: JudgeContext) -> None:
              mistake="σ is too small for the pixel scale: K_train is nearly the identity." if identity else "train full-batch on K_train for enough steps (hundreds with Adam), and check that σ is not too large (a σ near half the median distance between images works well).")
 
 
-@check("1C", 3, "kernel_model reaches the test-accuracy threshold on K_test against the test labels", public=True)
+@check("1C", 3, "kernel_model reaches the test-accuracy threshold on K_test against the test labels", public=True,
+       observes=("1A:test_set.labels", "test_logits"))
 def kernel_model_test_accuracy(ctx: JudgeContext) -> None:
     ctx.require("kernel_model")
     ctx.require("K_test")
@@ -552,7 +579,8 @@ def sigmoid_mistakes(z: np.ndarray) -> dict[str, Any]:
     }
 
 
-@check("2A", 3, "sigmoid_derivative matches autograd on hidden tensors", hidden_inputs=True, public=True)
+@check("2A", 3, "sigmoid_derivative matches autograd on hidden tensors", hidden_inputs=True, public=True,
+       observes=("out_{case}", "source"))
 def sigmoid_derivative_matches_autograd(ctx: JudgeContext) -> None:
     ctx.require("sigmoid_derivative")
     inputs = ctx.inputs()
@@ -576,7 +604,8 @@ def _formula_right_in_normal_range(ctx: JudgeContext) -> bool:
 
 
 @check("2A", 2, "sigmoid_derivative stays finite for large |z| (±50 … ±1000); the formula itself is judged by the autograd check",
-       hidden_inputs=True, public=True)
+       hidden_inputs=True, public=True,
+       observes=("out_{case}",))
 def sigmoid_derivative_stable_at_large_inputs(ctx: JudgeContext) -> None:
     ctx.require("sigmoid_derivative")
     inputs = ctx.inputs()
@@ -620,7 +649,8 @@ def _mlp_case(ctx: JudgeContext, case: int) -> tuple[list, list[np.ndarray], lis
     return params, arrays, [layers, d, m, k]
 
 
-@check("2B", 6, "make_mlp builds ℓ weight matrices of shapes m×d, m×m …, k×m (k×d for ℓ = 1)", hidden_inputs=True, public=True)
+@check("2B", 6, "make_mlp builds ℓ weight matrices of shapes m×d, m×m …, k×m (k×d for ℓ = 1)", hidden_inputs=True, public=True,
+       observes=("net_{case}", "p_{case}_{index}", "params_{case}"))
 def mlp_weight_shapes_match_depth(ctx: JudgeContext) -> None:
     for case in range(len(ctx.inputs()["cases"])):
         params, _, (layers, d, m, k) = _mlp_case(ctx, case)
@@ -667,7 +697,8 @@ def _mlp_outputs(ctx: JudgeContext, case: int) -> tuple[np.ndarray, np.ndarray, 
     return got, ctx.inputs()[f"x_{case}"], arrays, spec
 
 
-@check("2B", 4, "ReLU sits between layers and not after the last one", hidden_inputs=True, public=True)
+@check("2B", 4, "ReLU sits between layers and not after the last one", hidden_inputs=True, public=True,
+       observes=("net_{case}", "out_{case}", "p_{case}_{index}", "params_{case}", "modules_{case}"))
 def mlp_relu_between_layers_not_after_last(ctx: JudgeContext) -> None:
     for case in range(len(ctx.inputs()["cases"])):
         got, x, arrays, spec = _mlp_outputs(ctx, case)
@@ -684,7 +715,8 @@ def mlp_relu_between_layers_not_after_last(ctx: JudgeContext) -> None:
         fail(f"make_mlp{tuple(spec)}'s output does not follow linear → ReLU → … → linear (modules: {', '.join(modules[:12])}).")
 
 
-@check("2B", 5, "the module's output equals the formula recomputed from its own weights", hidden_inputs=True, public=True)
+@check("2B", 5, "the module's output equals the formula recomputed from its own weights", hidden_inputs=True, public=True,
+       observes=("net_{case}", "out_{case}", "p_{case}_{index}", "params_{case}"))
 def mlp_output_matches_formula(ctx: JudgeContext) -> None:
     for case in range(len(ctx.inputs()["cases"])):
         got, x, arrays, spec = _mlp_outputs(ctx, case)
@@ -720,7 +752,8 @@ def _depth_histories(ctx: JudgeContext) -> tuple[dict[int, np.ndarray], dict[int
     return found[0], found[1]
 
 
-@check("2C", 4, "train_losses and test_losses hold equal-length finite histories (≥ 2 epochs) for depths 1, 2, 3", public=True)
+@check("2C", 4, "train_losses and test_losses hold equal-length finite histories (≥ 2 epochs) for depths 1, 2, 3", public=True,
+       observes=("test_losses", "train_losses"))
 def depth_histories_present(ctx: JudgeContext) -> None:
     train, test = _depth_histories(ctx)
     for depth in (1, 2, 3):
@@ -745,7 +778,8 @@ def _warn_if_histories_doubtful(ctx: JudgeContext, train: dict[int, np.ndarray],
                  "are train_losses and test_losses swapped, or is the training loss taken before each step's update?")
 
 
-@check("2C", 6, "the training loss decreases over training for each depth", public=True)
+@check("2C", 6, "the training loss decreases over training for each depth", public=True,
+       observes=("test_losses", "train_losses"))
 def training_loss_decreases_per_depth(ctx: JudgeContext) -> None:
     train, _ = _depth_histories(ctx)
     for depth in (1, 2, 3):
