@@ -135,3 +135,37 @@ def test_the_scan_finds_a_planted_name(tmp_path):
     planted = 'table = scaling_table(ref) if part.id == "1D" else None  # csci145-ps6 only'
     assert [m.group(1) for m in pattern.finditer(planted)] == ["1D", "csci145-ps6"]
     assert not pattern.search("0x1D, P20, 1Dx, my_gaussian_kernel_2")
+
+
+# ------------------------------------------------------------------------------------------------
+# While grading: a read the declaration does not cover is told to the instructor
+# ------------------------------------------------------------------------------------------------
+def _judge(observes: tuple[str, ...], reads: tuple[str, ...]):
+    import nbformat
+
+    from graders.checks import CheckSpec
+    from graders.execute import ExecutedNotebook
+    from graders.judge import JudgeContext, run_check
+    from graders.observe import Observations, PartObservation
+
+    def body(ctx) -> None:
+        for key in reads:
+            part, _, name = key.rpartition(":")
+            (ctx.obs_of(part) if part else ctx.obs).get(name)
+
+    spec = CheckSpec("reads_what_it_declares", "Q2", 1.0, body, "a claim", observes=observes)
+    observations = Observations(parts={p: PartObservation(p, {"n": 3, "grad_0": 1, "grad_1": 2}) for p in ("Q1", "Q2")})
+    ctx = JudgeContext("Q2", observations, {}, ExecutedNotebook(nbformat.v4.new_notebook(), [], 0.0), {}, None, {})
+    return run_check(spec, ctx)
+
+
+def test_declared_reads_leave_no_note_and_placeholders_cover_every_case():
+    result = _judge(("grad_{case}", "Q1:n"), ("grad_0", "grad_1", "Q1:n"))
+    assert result.passed and result.detail is None
+
+
+def test_an_undeclared_read_is_an_instructor_note_and_scores_as_before():
+    result = _judge(("grad_{case}",), ("grad_0", "n", "Q1:grad_0"))
+    assert result.passed and result.score == 1.0, "the student keeps the points: the bug is the author's"
+    assert result.detail == ("authoring bug: reads_what_it_declares read Q2:n, Q1:grad_0 without declaring it in "
+                             "`observes` (docs/authoring.md)")

@@ -146,6 +146,7 @@ def test_reference_notebook_gets_every_autograded_point(grade_notebook):
     failed = {c.name: c.message for c in result.checks if not c.passed}
     assert failed == {}
     assert result.score == result.max_score == 90
+    assert [c.detail for c in result.checks if "authoring bug" in (c.detail or "")] == [], "every read is declared"
     data = json.loads((out / "results.json").read_text())
     assert data["score"] == 90 and all(t["name"].split(" ")[0] in {p.id for p in result.parts} for t in data["tests"])
 

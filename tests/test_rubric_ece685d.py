@@ -245,6 +245,7 @@ def reference_graded(tmp_path_factory) -> tuple[GradingResult, Path]:
 def test_reference_notebook_gets_every_autograded_point(reference_graded: tuple[GradingResult, Path]) -> None:
     result, out = reference_graded
     assert_full(result, "P1", "P2", "P3")
+    assert [c.detail for c in result.checks if "authoring bug" in (c.detail or "")] == [], "every read is declared"
     p1, p3 = part(result, "P1"), part(result, "P3")
     assert p1.self_graded_points == 10 and p1.answer_markdown and "skip path" in p1.answer_markdown
     assert p3.self_graded_points == 0 and p3.answer_markdown and "Runtime" in p3.answer_markdown
