@@ -8,7 +8,7 @@ the kernel, what the kernel starts) and its page cache, and the kernel's OOM kil
 run when the limit is reached. This script makes the same thing on a Linux host with cgroup v1
 controllers (as root): ``/sys/fs/cgroup/memory/<name>`` with ``memory.limit_in_bytes`` and
 ``/sys/fs/cgroup/cpu/<name>`` with ``cpu.cfs_quota_us / cpu.cfs_period_us`` = the CPU share.
-In it, it runs exactly what ``run_autograder`` runs (``python -m graders.autograder run`` with
+In it, it runs exactly what ``run_autograder`` runs (``python -m graders.gradescope_main run`` with
 the ``autograder_config.json`` that ``grade gradescope ASSIGNMENT --memory-mb LIMIT`` would put
 in the zip) on the reference notebook in a temporary ``/autograder``-like root.
 
@@ -131,7 +131,7 @@ def measure(assignment: str, notebook: Path, limit_mb: int, cpu: float, log_dir:
     with tempfile.TemporaryDirectory(prefix="nbgrade-memory-") as scratch_name:
         scratch = Path(scratch_name)
         config = prepare_root(scratch, assignment, notebook, limit_mb)
-        argv = [sys.executable, "-m", "graders.autograder", "run", "--root", str(scratch), "--config", str(config)]
+        argv = [sys.executable, "-m", "graders.gradescope_main", "run", "--root", str(scratch), "--config", str(config)]
         env = {**os.environ, "AUTOGRADER_ROOT": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
         with LimitedGroup(f"nbgrade-measure-{os.getpid()}", limit_mb, cpu) as group:
             started = time.monotonic()

@@ -24,7 +24,7 @@ maps its errors to exit codes; it decides nothing else. Exit status:
   one line, without a traceback;
 * 130: interrupted.
 
-``python -m graders.autograder run`` (what the Gradescope zip's ``run_autograder`` calls inside the
+``python -m graders.gradescope_main run`` (what the Gradescope zip's ``run_autograder`` calls inside the
 container) is parsed here too, by :func:`autograder_main`.
 """
 
@@ -386,13 +386,13 @@ def run_data(args: argparse.Namespace) -> int:
 # Inside the Gradescope container
 # ---------------------------------------------------------------------------------------------
 def autograder_main(argv: list[str]) -> int:
-    """``python -m graders.autograder run --config FILE [--root DIR]``: grade ``DIR/submission`` into ``DIR/results``.
+    """``python -m graders.gradescope_main run --config FILE [--root DIR]``: grade ``DIR/submission`` into ``DIR/results``.
 
     Any failure is printed and returns 1; ``run_autograder``'s fallback writer then makes a valid 0.
     """
-    from graders.autograder import AutograderConfig, run_autograder
+    from graders.gradescope_run import AutograderConfig, run_autograder
 
-    parser = CommandParser(prog="python -m graders.autograder", description="Grade the submission inside Gradescope's container.")
+    parser = CommandParser(prog="python -m graders.gradescope_main", description="Grade the submission inside Gradescope's container.")
     parser.add_argument("action", choices=("run",))
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
     parser.add_argument("--config", type=Path, required=True)

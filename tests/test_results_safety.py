@@ -277,7 +277,7 @@ def test_the_gradescope_autograder_picks_a_percent_script_and_explains_a_plain_o
 
 
 def test_hostile_file_names_in_a_gradescope_submission_give_valid_results(tmp_path, capsys):
-    from graders.autograder import run_autograder
+    from graders.gradescope_run import run_autograder
 
     root = tmp_path / "autograder"
     submission = root / "submission"
