@@ -15,6 +15,7 @@ recorder that sees them is installed then.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import inspect
@@ -23,19 +24,19 @@ import random
 import secrets
 import sys
 import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import nbformat
 
+from graders.check_text import Audience, describe_check
 from graders.checks import Rubric
 from graders.execute import ExecutedNotebook
 from graders.judge import JudgeContext, judge_part
 from graders.kernel import kernel_source
 from graders.observe import FigureRecord, Observations, PartObservation, read_part_directory, write_inputs
-from graders.outcome import CheckResult, Outcome
+from graders.outcome import CheckResult
 from graders.parts import assignment_markers
 from graders.assignment import AssignmentSpec
 from graders.registry import get_assignment, part_owners, sent_to_kernel
@@ -199,105 +200,49 @@ def _module_modes(namespace: dict[str, Any], torch: Any) -> list[tuple[Any, bool
 # ---------------------------------------------------------------------------------------------
 # Figures drawn in this session (the grader's prelude records them in a graded kernel)
 # ---------------------------------------------------------------------------------------------
-_FIGURES: list[dict[str, Any]] = []
-_POSITIONS: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
-_RECORDER_INSTALLED = [False]
+PRELUDE_FIGURE_FUNCTIONS = ("figure_recorder", "_hook_matplotlib", "describe_figure")
+"""The functions of the kernel prelude (``graders/kernel/prelude.py``) that record figures: a local check
+records the student's figures with the very code a graded kernel runs."""
+_RECORDED: list[Callable[[], list[dict[str, Any]]]] = []
+"""The installed recorder's list of figure descriptions (empty until :func:`install_figure_recorder` ran)."""
 
 
 def recorded_figures() -> list[dict[str, Any]]:
-    return list(_FIGURES)
+    return _RECORDED[0]() if _RECORDED else []
 
 
-def describe_figure(figure: Any) -> dict[str, Any]:
-    """The parts of a figure's structure that the public figure checks read (as the grader's prelude records them)."""
-    axes = []
-    for ax in figure.axes:
-        legend = ax.get_legend()
-        axes.append({
-            "title": " ".join(t for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if t),
-            "xlabel": ax.get_xlabel(),
-            "ylabel": ax.get_ylabel(),
-            "images": len(ax.images),
-            "image_shapes": [list(getattr(im.get_array(), "shape", ())) for im in ax.images[:3]],
-            "lines": [{"label": str(line.get_label()), "linestyle": str(line.get_linestyle()),
-                       "points": int(len(line.get_xdata())), "visible": bool(line.get_visible())} for line in ax.lines[:50]],
-            "texts": [t.get_text() for t in ax.texts[:30]],
-            "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
-            "collections": len(ax.collections),
-            "patches": len(ax.patches),
-            "visible": bool(ax.get_visible() and ax.axison or ax.images or ax.lines),
-            "geometry": _geometry(ax),
-        })
-    suptitle = getattr(figure, "_suptitle", None)
-    return {"suptitle": suptitle.get_text() if suptitle is not None else "", "axes": axes,
-            "texts": [t.get_text() for t in figure.texts[:30]]}
+def prelude_figure_recorder(shell: Any) -> dict[str, Any]:
+    """The prelude's figure-recording functions, compiled alone in a private namespace bound to ``shell``.
+
+    Only these function definitions are taken from the prelude's text: the rest of it (seeds,
+    output caps, the replaced ``input()``) belongs to a graded kernel, not to a student's session.
+    """
+    tree = ast.parse(kernel_source("prelude"))
+    tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in PRELUDE_FIGURE_FUNCTIONS]
+    namespace: dict[str, Any] = {"__name__": "__nbgrade_figures__", "sys": sys, "get_ipython": lambda: shell}
+    exec(compile(tree, "<nbgrade prelude figures>", "exec"), namespace)  # noqa: S102 - our own kernel-side text
+    return namespace
 
 
-def _geometry(ax: Any) -> list[int] | None:
-    try:
-        spec = ax.get_subplotspec()
-        grid = spec.get_gridspec()
-        return [grid.nrows, grid.ncols, spec.rowspan.start, spec.colspan.start]
-    except Exception:  # noqa: BLE001 - axes placed by hand have no grid
-        return None
-
-
-def _record(figure: Any) -> None:
-    """Record (or update) one figure: a figure seen twice, open then closed, counts once."""
-    try:
-        description = describe_figure(figure)
-        if figure in _POSITIONS:
-            _FIGURES[_POSITIONS[figure]] = description
-        else:
-            _POSITIONS[figure] = len(_FIGURES)
-            _FIGURES.append(description)
-    except Exception:  # noqa: BLE001 - recording must never disturb the student's session
-        pass
-
-
-def _record_open_figures(*_args: Any, **_kwargs: Any) -> None:
-    try:
-        from matplotlib import _pylab_helpers
-
-        for manager in list(_pylab_helpers.Gcf.get_all_fig_managers()):
-            _record(manager.canvas.figure)
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def install_figure_recorder() -> None:
-    """Record every figure this session shows or closes from now on (as the grader's prelude does in a graded kernel).
+def install_figure_recorder(shell: Any = None) -> None:
+    """Record every figure this session shows, saves or closes from now on, as the prelude does in a graded kernel.
 
     The inline backend closes a figure as soon as it is shown, so the record is taken when
     matplotlib destroys a figure, and at the end of each cell for figures still open.
     """
-    if _RECORDER_INSTALLED[0]:
+    if _RECORDED:
         return
     try:
+        import matplotlib  # noqa: F401 - the recorder hooks matplotlib's figure manager
         from IPython import get_ipython
-
-        shell = get_ipython()
-        from matplotlib import _pylab_helpers
     except ImportError:
         return
+    shell = shell if shell is not None else get_ipython()
     if shell is None:
         return
-    gcf = _pylab_helpers.Gcf
-    destroy, destroy_all = gcf.destroy.__func__, gcf.destroy_all.__func__
-
-    def recording_destroy(cls: Any, num: Any) -> None:
-        manager = num if hasattr(num, "canvas") else cls.figs.get(num)
-        if manager is not None:
-            _record(manager.canvas.figure)
-        destroy(cls, num)
-
-    def recording_destroy_all(cls: Any) -> None:
-        _record_open_figures()
-        destroy_all(cls)
-
-    gcf.destroy, gcf.destroy_all = classmethod(recording_destroy), classmethod(recording_destroy_all)
-    shell.events.callbacks["post_execute"].insert(0, _record_open_figures)
-    _RECORDER_INSTALLED[0] = True
+    figures, hook_matplotlib = prelude_figure_recorder(shell)["figure_recorder"]()
+    hook_matplotlib(None)
+    _RECORDED.append(figures)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,10 +266,6 @@ def judge_locally(rubric: Rubric, part_id: str, observations: Observations, hidd
 # ---------------------------------------------------------------------------------------------
 # Report: a short pass/fail list
 # ---------------------------------------------------------------------------------------------
-MARKS = {Outcome.PASSED: "✓", Outcome.FAILED: "✗", Outcome.ERRORED: "!", Outcome.TIMED_OUT: "⏱", Outcome.NOT_RUN: "–",
-         Outcome.AT_GRADING: "·"}
-
-
 def format_reports(reports: list[PartReport], figures_seen: bool = True) -> str:
     lines: list[str] = []
     for report in reports:
@@ -334,7 +275,7 @@ def format_reports(reports: list[PartReport], figures_seen: bool = True) -> str:
         else:
             lines.append(f"{report.part_id} · {report.title}: no public checks")
         for result in report.results:
-            lines.extend(format_result(result))
+            lines.append(describe_check(result, Audience.NOTEBOOK))
         notes = []
         if report.hidden:
             notes.append(f"{report.hidden} more check{'s' if report.hidden > 1 else ''} (hidden) run when your notebook is graded")
@@ -346,21 +287,6 @@ def format_reports(reports: list[PartReport], figures_seen: bool = True) -> str:
         lines.append("No figure has been recorded yet: figures are seen from the first `from graders import check` on; "
                      "re-run the cells that draw them, then check again.")
     return "\n".join(lines)
-
-
-def format_result(result: CheckResult) -> list[str]:
-    lines = [f"  {MARKS[result.outcome]} {result.description}"]
-    if result.passed:
-        lines.extend(f"      note: {w}" for w in result.warnings)
-        return lines
-    lines.append(f"      {result.message}")
-    if result.expected:
-        lines.append(f"      expected: {result.expected}")
-    if result.got:
-        lines.append(f"      got: {result.got}")
-    if result.mistake and result.mistake not in result.message:
-        lines.append(f"      hint: {result.mistake}")
-    return lines
 
 
 install_figure_recorder()
