@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -146,8 +146,6 @@ class AssignmentSpec:
     thresholds: tuple[Threshold, ...] = ()
     template: Path | None = None
     """The student template notebook (the product keeps templates in ``student_template/``)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Anything assignment-specific the package's own modules share (the engine never reads it)."""
 
     @property
     def parts(self) -> tuple[PartSpec, ...]:

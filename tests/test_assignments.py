@@ -46,18 +46,21 @@ def test_pyproject_registers_every_built_in_package_under_the_entry_point_group(
 # ------------------------------------------------------------------------------------------------
 # The probe↔check protocol
 # ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
 class _PlantedProbes(AssignmentSpec):
     """A declaration whose probe text is given inline (the real ones are package resources)."""
 
+    probe_text: str = ""
+
     def probe_source(self) -> str:
-        return self.extra["probe_text"]
+        return self.probe_text
 
 
 def _with(spec: AssignmentSpec, *, observes: dict[str, tuple[str, ...]] | None = None, probe_text: str | None = None):
     rubric = Rubric(spec.rubric.assignment, spec.rubric.title, spec.rubric.parts)
     rubric.checks = [dataclasses.replace(c, observes=(observes or {}).get(c.name, c.observes)) for c in spec.rubric.checks]
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
-    fields.update(rubric=rubric, extra={"probe_text": probe_text if probe_text is not None else spec.probe_source()})
+    fields.update(rubric=rubric, probe_text=probe_text if probe_text is not None else spec.probe_source())
     return _PlantedProbes(**fields)
 
 
