@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Sequence, TextIO
 
 from graders.collect import BatchInputError, BatchItem, CollectedBatch, collect_submissions
 from graders.config import GradeConfig
-from graders.gradebook import GradebookRow, row_from_result, write_gradebook
+from graders.gradebook import GradebookRow, RowStatus, row_from_result, write_gradebook
 from graders.pool import GradeTask, LocalRunner, TaskOutcome, TaskRunner, local_host
 from graders.progress import BatchProgress, format_duration
-from graders.result import GradingResult
+from graders.result import GradingResult, ResultStatus
 
 if TYPE_CHECKING:
     from graders.similarity import SimilarityReport
@@ -122,7 +122,7 @@ class Manifest:
             and entry.get("sha256") == item.sha256
             and entry.get("source") == item.source
             and all(entry.get(k) == v for k, v in key.items())
-            and entry.get("row", {}).get("status") != "crashed"
+            and entry.get("row", {}).get("status") != RowStatus.CRASHED
             and (out_dir / item.id / "grading.json").is_file()
         )
 
@@ -277,7 +277,7 @@ class BatchRun:
 
     def record(self, item: BatchItem, result: GradingResult, row: GradebookRow, worker: str) -> None:
         """Write outputs for results made here (crash, no notebook), update rows, manifest and progress."""
-        if row.status == "crashed" or item.path is None:
+        if row.status == RowStatus.CRASHED or item.path is None:
             shutil.rmtree(self.out_dir / item.id, ignore_errors=True)
             write_result_files(result, self.out_dir / item.id, self.config)
         row = replace(row, name=item.name, email=item.email)
@@ -346,7 +346,7 @@ def crash_result(item: BatchItem, config: GradeConfig, outcome: TaskOutcome) -> 
 
     assert item.path is not None
     detail = f"worker {outcome.worker or '?'} on {outcome.host}: {outcome.error or 'no result was written'}"
-    return invalid_result(item.path, config, config.seed or 0, CRASH_MESSAGE, outcome.seconds, status="harness_error", detail=detail)
+    return invalid_result(item.path, config, config.seed or 0, CRASH_MESSAGE, outcome.seconds, status=ResultStatus.HARNESS_ERROR, detail=detail)
 
 
 def write_result_files(result: GradingResult, out_dir: Path, config: GradeConfig) -> None:
@@ -458,10 +458,10 @@ def run_batch(
 
 
 def format_batch_result(result: BatchResult) -> str:
-    graded = [row for row in result.rows if row.status in ("graded", "timed_out")]
+    graded = [row for row in result.rows if row.status in (RowStatus.GRADED, RowStatus.TIMED_OUT)]
     mean = sum(row.total for row in graded) / len(graded) if graded else 0.0
     maximum = max((row.max_total for row in graded), default=0.0)
-    problems = [row for row in result.rows if row.status != "graded"]
+    problems = [row for row in result.rows if row.status != RowStatus.GRADED]
     lines = [
         f"{len(result.rows)} submissions ({result.kind}): {result.graded} graded now, {result.skipped} already graded; "
         f"seed {result.seed}; {format_duration(result.seconds)}",

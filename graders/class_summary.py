@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graders.gradebook import STATUSES, GradebookRow
+from graders.gradebook import STATUSES, GradebookRow, RowStatus
 from graders.outcome import Outcome
 from graders.result import GradingResult
 
@@ -190,7 +190,7 @@ def frequent_mistakes(results: list[GradingResult], top: int = TOP_MISTAKES) -> 
 
 
 def is_failing(row: GradebookRow) -> bool:
-    return row.status != "graded" or (row.max_total > 0 and row.total < FAILING_FRACTION * row.max_total)
+    return row.status != RowStatus.GRADED or (row.max_total > 0 and row.total < FAILING_FRACTION * row.max_total)
 
 
 def listed_submission(row: GradebookRow, result: GradingResult | None, out_dir: Path) -> ListedSubmission:

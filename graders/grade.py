@@ -26,7 +26,7 @@ from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
 from graders.outcome import CheckResult, Outcome
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
-from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult
+from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult, ResultStatus
 from graders.assignment import AssignmentSpec
 from graders.registry import get_assignment, sent_to_kernel
 from graders.submission import InvalidSubmission, Submission, file_sha256, load_submission
@@ -83,7 +83,7 @@ def grade_submission(path: Path | str, config: GradeConfig | None = None, out_di
     except Exception as error:  # noqa: BLE001 - the harness failing still yields a valid result
         detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         result = invalid_result(path, config, seed, "The grader failed on this submission; your instructor has the details.",
-                                time.monotonic() - started, status="harness_error", detail=detail)
+                                time.monotonic() - started, status=ResultStatus.HARNESS_ERROR, detail=detail)
     if student_copy:
         result = replace(result, messages=(PUBLIC_COPY_NOTE, *result.messages))
     if out_dir is not None:
@@ -271,7 +271,7 @@ NOT_GRADED = "Not graded: the submission could not be graded (the reason is at t
 
 def invalid_result(
     path: Path, config: GradeConfig, seed: int, message: str, duration: float,
-    status: str = "invalid_submission", detail: str = "",
+    status: ResultStatus = ResultStatus.INVALID_SUBMISSION, detail: str = "",
 ) -> GradingResult:
     """A zero for every check of the assignment (when known), with one clear message, said once."""
     assignment_id = config.assignment

@@ -8,20 +8,34 @@ spreadsheet needs nothing else to compute percentages. ``status`` is one of :dat
 from __future__ import annotations
 
 import csv
+import enum
 import io
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
-from graders.result import GradingResult
+from graders.result import GradingResult, ResultStatus
 from graders.safetext import clean_value, write_text_atomic
 
+class RowStatus(str, enum.Enum):
+    """A submission's status in the gradebook: the result's, refined (see :data:`STATUSES`)."""
+
+    GRADED = "graded"
+    TIMED_OUT = "timed_out"
+    INVALID_SUBMISSION = "invalid_submission"
+    HARNESS_ERROR = "harness_error"
+    CRASHED = "crashed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 STATUSES = {
-    "graded": "graded (whatever the score)",
-    "timed_out": "graded, but the notebook ran out of its time budget",
-    "invalid_submission": "not a gradable notebook (not JSON, no code, no notebook in the submission …)",
-    "harness_error": "the grader failed on this submission",
-    "crashed": "the grading worker died or hung on this submission",
+    RowStatus.GRADED: "graded (whatever the score)",
+    RowStatus.TIMED_OUT: "graded, but the notebook ran out of its time budget",
+    RowStatus.INVALID_SUBMISSION: "not a gradable notebook (not JSON, no code, no notebook in the submission …)",
+    RowStatus.HARNESS_ERROR: "the grader failed on this submission",
+    RowStatus.CRASHED: "the grading worker died or hung on this submission",
 }
 MAX_ROW_ID = "(max points)"
 """The ``id`` of the row of maxima (first row after the header)."""
@@ -40,7 +54,7 @@ class GradebookRow:
     parts: dict[str, float] = field(default_factory=dict)
     """Autograded score of each part, by part id."""
     part_max: dict[str, float] = field(default_factory=dict)
-    status: str = "graded"
+    status: RowStatus = RowStatus.GRADED
     seconds: float = 0.0
     host: str = ""
 
@@ -58,16 +72,19 @@ class GradebookRow:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GradebookRow":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "status" in values:
+            values["status"] = RowStatus(values["status"])
+        return cls(**values)
 
 
-def row_status(result: GradingResult, crashed: bool = False) -> str:
+def row_status(result: GradingResult, crashed: bool = False) -> RowStatus:
     """The gradebook status of a finished result (see :data:`STATUSES`)."""
     if crashed:
-        return "crashed"
-    if result.status != "graded":
-        return result.status
-    return "timed_out" if result.execution.status == "timed_out" else "graded"
+        return RowStatus.CRASHED
+    if result.status != ResultStatus.GRADED:
+        return RowStatus(str(result.status))
+    return RowStatus.TIMED_OUT if result.execution.status == "timed_out" else RowStatus.GRADED
 
 
 def row_from_result(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -12,6 +13,20 @@ MAX_RESULT_TEXT = 50_000
 """Longest string kept in a result (tracebacks, messages, written answers); longer ones are cut with a note."""
 MAX_NAMES, MAX_NAME = 2000, 200
 """At most this many of the student's defined names are kept, each cut to this many characters."""
+
+
+class ResultStatus(str, enum.Enum):
+    """Whether a submission was graded; the value is what results.json, grading.json and the gradebook write."""
+
+    GRADED = "graded"
+    """Graded, whatever the score (a notebook that crashed or timed out is graded too)."""
+    INVALID_SUBMISSION = "invalid_submission"
+    """Not a gradable notebook (not JSON, no code, no notebook in the submission …): 0, with the reason."""
+    HARNESS_ERROR = "harness_error"
+    """The grader itself failed on this submission: 0, with instructor detail."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -99,8 +114,7 @@ class GradingResult:
     defined_names: tuple[str, ...] = ()
     messages: tuple[str, ...] = ()
     """Top-level sentences (the notebook could not be read, the harness failed, …)."""
-    status: str = "graded"
-    """``graded``, ``invalid_submission`` or ``harness_error``."""
+    status: ResultStatus = ResultStatus.GRADED
     public_only: bool = False
     instructor_detail: str = ""
     notebook_path: str | None = None
@@ -180,6 +194,7 @@ class GradingResult:
                 "duration", "versions", "status", "public_only", "instructor_detail", "notebook_path",
             )
         }
+        simple["status"] = ResultStatus(simple["status"])
         return cls(
             **simple,
             parts=parts,
