@@ -110,6 +110,7 @@ _KNOWN_EXCEPTIONS = frozenset({
 
 def quotable(text: str, limit: int, run: int = 32) -> str:
     """``text`` with every run of more than ``run`` non-space characters cut to its start, then capped."""
+    text = re.sub(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+", " ⏎ ", text) if run < 32 else text
     return re.sub(rf"\S{{{run + 1},}}", lambda match: match.group(0)[: run // 2] + "…", text)[:limit]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sys
 from pathlib import Path
 
@@ -39,9 +41,28 @@ def public_totals(result: GradingResult) -> tuple[float, float, float]:
     return result.score, public, result.max_score - public
 
 
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """Text from a notebook on one line of the table: a line break it holds cannot start a forged row."""
+    return _LINE_BREAKS.sub(" ⏎ ", text)
+
+
+def _check_lines(text: str) -> list[str]:
+    """A check's lines, each indented under its part: a line break inside a message joins, never starts a row."""
+    lines: list[str] = []
+    for line in re.split(r"\n", text.replace("\r", " ")):
+        if lines and not line.startswith("        "):
+            lines[-1] += " ⏎ " + line.strip()
+        else:
+            lines.append(one_line(line))
+    return lines
+
+
 def format_result(result: GradingResult, out_dir: Path | None = None) -> str:
     lines = [f"{result.assignment_title} — {result.submission}  (seed {result.seed}, {result.duration:.1f} s)"]
-    lines.extend(f"  ! {message}" for message in result.messages)
+    lines.extend(f"  ! {one_line(message)}" for message in result.messages)
     public = result.public_only
     lines.append(f"  {'part':<5} {'public points':>14}  status" if public else f"  {'part':<5} {'points':>9}  status")
     for part in result.parts:
@@ -52,13 +73,13 @@ def format_result(result: GradingResult, out_dir: Path | None = None) -> str:
             lines.append(f"  {part.id:<5} {shown:>14}  {shown_status(part)}{extra}")
         else:
             lines.append(f"  {part.id:<5} {part.score:>4g}/{part.max_score:<4g}  {part.status}{extra}")
-        lines.extend(line for check in part.checks for line in describe_check(check, Audience.TERMINAL).splitlines())
+        lines.extend(line for check in part.checks for line in _check_lines(describe_check(check, Audience.TERMINAL)))
         for warning in part.warnings:
-            lines.append(f"        ⚠ {warning[:160]}")
+            lines.append(f"        ⚠ {one_line(warning)[:160]}")
     for issue in result.execution.issues[:10]:
-        lines.append(f"  cell {issue.cell + 1}: {issue.status}: {issue.summary[:140]}")
+        lines.append(f"  cell {issue.cell + 1}: {issue.status}: {one_line(issue.summary)[:140]}")
     for note in result.execution.notes[:10]:
-        lines.append(f"  note: {note[:160]}")
+        lines.append(f"  note: {one_line(note)[:160]}")
     if public:
         score, points, later = public_totals(result)
         lines.append(f"  total {score:g} of {points:g} public points" + (f"; {later:g} more points run at grading" if later else ""))
