@@ -149,6 +149,7 @@ def _mount(libc: ctypes.CDLL, source: str, target: str, fstype: str | None, flag
 
 
 _CLONE_NEWUSER = 0x10000000
+_CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
@@ -173,7 +174,8 @@ def enter_namespaces(spec: SandboxSpec, report: SandboxReport) -> None:
     only the grader's own uid (the kernel keeps no capability once it ``exec``s).
     """
     libc = _libc()
-    flags = _CLONE_NEWNS | (_CLONE_NEWNET if spec.isolate_network else 0)
+    flags = _CLONE_NEWNS | _CLONE_NEWIPC | (_CLONE_NEWNET if spec.isolate_network else 0)  # IPC: no System V
+    # segment or message queue made in the sandbox outlives it, nor reaches the host's
     as_root = is_root()
     if not as_root:
         flags |= _CLONE_NEWUSER
