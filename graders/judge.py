@@ -147,6 +147,10 @@ class JudgeContext:
             where = ", ".join(str(f.cell + 1) for f in elsewhere if f.cell is not None)
             self.warn(f"a figure like this was drawn in cell {where}, outside the cells under the {self.part_id} "
                       "heading; a figure earns points in its own part only.")
+        unshown = [f for f in self.observations.figures if f not in shown]
+        if unshown and satisfies(unshown):
+            self.warn("a figure like this was drawn but never displayed as an image (its cell raised before showing it, "
+                      "or it was closed unshown); a figure counts only when the notebook shows it.")
         return False
 
 

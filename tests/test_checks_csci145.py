@@ -339,6 +339,7 @@ def test_check_scores_zero_and_says_what_was_raised(judge, correct, check) -> No
     if keys == "figures":  # the cell raised before showing its figure: recorded, never displayed
         result = judge(check, with_figures(correct, correct.figures, displayed=False))
         assert result.outcome is Outcome.FAILED and result.score == 0, explain(result)
+        assert any("never displayed" in warning for warning in result.warnings), result.warnings
         return
     obs = probe_failed(correct, part_id) if keys is None else call_failed(correct, part_id, *keys)
     result = judge(check, obs)
