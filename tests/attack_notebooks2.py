@@ -374,3 +374,28 @@ print("ATTACK-WARM-UP hook installed")
 
 def warm_up_killer_cells() -> list[Cell]:
     return [*CORRECT_2A, WARM_UP_KILLER]
+
+
+# ---------------------------------------------------------------------------------------------
+# Many tiny outputs: the caps count characters, the grader pays per output
+# ---------------------------------------------------------------------------------------------
+_TINY_OUTPUTS = r'''
+import time
+from jupyter_client.session import Session
+kernel = get_ipython().kernel
+parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
+SENT = globals().get("SENT", 0)
+for i in range({each}):
+    # 12 counted characters ("data", "metadata"): the cell's 200,000-character cap allows ~16,000 of them
+    Session.send(kernel.session, kernel.iopub_socket, "display_data", {{"data": {{}}, "metadata": {{}}}},
+                 parent=parent, ident=b"display_data")
+    SENT += 1
+    if i % 2 == 0:
+        time.sleep(0.005)  # paced (~400 a second) so that the grader's socket queue does not drop them
+'''
+_TINY_REPORT = 'import json\nprint("ATTACK-TINY-OUTPUTS", json.dumps({"sent": SENT}))'
+
+
+def tiny_output_cells(cells: int = 3, each: int = 16_000) -> list[Cell]:
+    """``cells`` cells each sending ``each`` empty display_data messages (well within every character cap)."""
+    return [*CORRECT_2A, *[_TINY_OUTPUTS.format(each=each)] * cells, _TINY_REPORT]

@@ -266,3 +266,26 @@ def test_a_kernel_that_dies_in_the_graders_warm_up_does_not_crash_the_observatio
     assert "Traceback" not in detail, f"the grader's observation stage crashed:\n{detail[-1500:]}"
     message = " ".join(c.message for c in result.part("2A").checks)
     assert "kernel" in message, f"2A does not say that the kernel stopped: {message[:300]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The grader's memory is bounded by what the kernel sends, whatever its shape
+# ---------------------------------------------------------------------------------------------
+def test_many_empty_outputs_keep_the_graders_memory_bounded(tmp_path):
+    """README: output caps keep 'the grader never exhausted'. They count characters (12 for an empty
+    display_data), while every output kept costs the grader kilobytes: ~48,000 empty outputs are
+    ~1/10 of the notebook's 5,000,000-character cap."""
+    from tests.attack_notebooks import GraderMemory
+    from tests.attack_notebooks2 import tiny_output_cells
+    from tests.hostile_corpus import CORRECT_2A as warm_cells
+
+    (tmp_path / "warm").mkdir()
+    grade([*warm_cells, "print('warm')"], tmp_path / "warm")  # the grader's own imports and caches, before measuring
+    with GraderMemory() as memory:
+        result, out = grade(tiny_output_cells(), tmp_path, config(cell_timeout=90, total_timeout=300))
+    sent = printed_json(out, "ATTACK-TINY-OUTPUTS")
+    assert sent["sent"] >= 40_000, sent
+    valid_results(out)
+    assert memory.growth < 300, (f"the grader's own memory grew by {memory.growth:.0f} MB on {sent['sent']} empty outputs "
+                                 "(12 counted characters each)")
+    assert part_scores(result)["2A"] == 5.0
