@@ -116,10 +116,25 @@ def _resolve_owner(dotted):
     return owner
 
 
+class _RefusingEngine:
+    """Stands in for autograd's engine: every backward pass, through whatever reference, is refused."""
+
+    def __getattr__(self, name):
+        return _refuse(f"autograd's engine ({name})")
+
+
 class _WithoutAutograd:
-    """Gradient recording off and every autograd entry point raising, for the duration of one call."""
+    """Gradient recording off and autograd unavailable, for the duration of one call.
+
+    The Python entry points raise, and so do the two places every route passes through at call
+    time, however the notebook kept its references (``from torch.autograd import grad``, a saved
+    ``torch.enable_grad``): the engine that runs a backward pass, and the switch that turns
+    recording back on.
+    """
 
     def __enter__(self):
+        from torch.autograd.variable import Variable
+
         self.saved = []
         self.grad_mode = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
@@ -129,6 +144,11 @@ class _WithoutAutograd:
                 if name in vars(owner):
                     self.saved.append((owner, name, vars(owner)[name]))
                     setattr(owner, name, _refuse(f"{dotted}.{name}"))
+        switch = torch._C._set_grad_enabled
+        self.saved.append((torch._C, "_set_grad_enabled", switch))
+        torch._C._set_grad_enabled = _only_off(switch)
+        self.saved.append((Variable, "_execution_engine", Variable._execution_engine))
+        Variable._execution_engine = _RefusingEngine()
         return self
 
     def __exit__(self, *exc):
@@ -136,6 +156,15 @@ class _WithoutAutograd:
             setattr(owner, name, original)
         torch.set_grad_enabled(self.grad_mode)
         return False
+
+
+def _only_off(switch):
+    def set_grad_enabled(mode):
+        if mode:
+            raise AutogradUnavailable("it turned gradient recording on, and the grader runs it with autograd unavailable")
+        return switch(False)
+
+    return set_grad_enabled
 
 
 def _refuse(what):
