@@ -248,7 +248,7 @@ class BatchRun:
                 result = invalid_item_result(item, self.config)
                 self.record(item, result, row_from_result(item.id, result, host=local_host()), worker="")
             else:
-                tasks.append(GradeTask(item.id, item.path, staging / item.id))
+                tasks.append(GradeTask(item.id, item.path, staging / item.id, item.choice))
         if tasks:
             runner.run(tasks, self.config, self.on_done, prepare=self.prepare, log_dir=self.out_dir / LOG_DIR)
         progress.finish()
@@ -258,6 +258,8 @@ class BatchRun:
         result = unreadable_result(task.notebook, self.config)
         if result is None:
             return None
+        if task.note:
+            result = replace(result, messages=(task.note, *result.messages))
         write_result_files(result, task.out_dir, self.config)
         row = row_from_result(task.id, result, host=local_host())
         return TaskOutcome(task.id, True, result.duration, local_host(), "", "", row.to_dict())

@@ -58,6 +58,8 @@ class RemoteTask:
     harness: str
     workers_per_host: dict[str, int]
     """Dask worker processes on each host, so kernels get cores // workers threads."""
+    note: str = ""
+    """Said first in the result (see :attr:`graders.pool.GradeTask.note`)."""
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -94,7 +96,7 @@ def grade_remote(task: RemoteTask) -> dict[str, Any]:
         notebook.parent.mkdir()
         notebook.write_bytes(task.data)
         out = Path(scratch) / "out"
-        outcome = _local_grader(config, str(worker.name)).grade(GradeTask(task.id, notebook, out), hard_timeout(config.limits))
+        outcome = _local_grader(config, str(worker.name)).grade(GradeTask(task.id, notebook, out, task.note), hard_timeout(config.limits))
         files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} if outcome.graded and out.is_dir() else {}
     return {
         "id": task.id, "graded": outcome.graded and "grading.json" in files, "files": files, "row": outcome.row,
@@ -249,7 +251,8 @@ def workers_per_host(client: Client) -> dict[str, int]:
 
 
 def submit(client: Client, task: GradeTask, config: GradeConfig, accepted: list[str] | None, per_host: dict[str, int]) -> Any:
-    remote = RemoteTask(task.id, task.notebook.name, task.notebook.read_bytes(), config_to_dict(config), harness_version(), per_host)
+    remote = RemoteTask(task.id, task.notebook.name, task.notebook.read_bytes(), config_to_dict(config), harness_version(), per_host,
+                        task.note)
     options: dict[str, Any] = {"key": f"nbgrade-{task.id}-{uuid.uuid4().hex[:8]}", "pure": False}
     if accepted is not None:
         options.update(workers=accepted, allow_other_workers=False)

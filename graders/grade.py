@@ -62,8 +62,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def grade_submission(path: Path | str, config: GradeConfig | None = None, out_dir: Path | None = None) -> GradingResult:
-    """Grade one notebook; write results.json (and the report) into ``out_dir`` when given."""
+def grade_submission(
+    path: Path | str, config: GradeConfig | None = None, out_dir: Path | None = None, note: str = ""
+) -> GradingResult:
+    """Grade one notebook; write results.json (and the report) into ``out_dir`` when given.
+
+    ``note``: a sentence said first in the result's messages (which file of a submission folder
+    was graded and why, :class:`graders.choose.ChosenNotebook`).
+    """
     config = config or GradeConfig()
     path = Path(path)
     if not path.exists():
@@ -86,6 +92,8 @@ def grade_submission(path: Path | str, config: GradeConfig | None = None, out_di
                                 time.monotonic() - started, status=ResultStatus.HARNESS_ERROR, detail=detail)
     if student_copy:
         result = replace(result, messages=(PUBLIC_COPY_NOTE, *result.messages))
+    if note:
+        result = replace(result, messages=(note, *result.messages))
     if out_dir is not None:
         write_outputs(result, out_dir, config)
     return result

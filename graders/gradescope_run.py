@@ -71,8 +71,7 @@ def run_autograder(root: Path, config: AutograderConfig) -> dict:
     if choice.path is None:
         result = invalid_result(root / "submission", settings, 0, choice.message, time.monotonic() - started)
     else:
-        result = grade_submission(choice.path, settings)
-        result = dataclasses.replace(result, messages=(choice.message, *result.messages))
+        result = grade_submission(choice.path, settings, note=choice.message)
     data = gradescope_results(result)
     write_results(data, results_dir / "results.json")
     print_instructor_summary(result, choice)

@@ -49,6 +49,8 @@ class GradeTask:
     id: str
     notebook: Path
     out_dir: Path
+    note: str = ""
+    """Said first in the result (which file of a submission folder was graded and why)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class GradingWorker:
         """Grade one submission; a crash or a hang becomes an outcome, never an exception."""
         started = time.monotonic()
         self.kill_reason = ""
-        reply = self._exchange({"id": task.id, "notebook": str(task.notebook), "out_dir": str(task.out_dir)}, timeout)
+        reply = self._exchange({"id": task.id, "notebook": str(task.notebook), "out_dir": str(task.out_dir), "note": task.note},
+                               timeout)
         seconds = round(time.monotonic() - started, 2)
         self.tasks_done += 1
         if reply is None:
@@ -336,7 +339,8 @@ def grade_request(request: dict, config: GradeConfig) -> dict:
     from graders.gradebook import row_from_result
 
     try:
-        result = grade_submission(Path(request["notebook"]), config, out_dir=Path(request["out_dir"]))
+        result = grade_submission(Path(request["notebook"]), config, out_dir=Path(request["out_dir"]),
+                                  note=str(request.get("note", "")))
         row = row_from_result(request["id"], result, host=local_host())
         return {"id": request["id"], "graded": True, "row": row.to_dict()}
     except Exception as error:  # noqa: BLE001 - reported as a crashed submission, the worker carries on

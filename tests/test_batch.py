@@ -159,6 +159,8 @@ def test_gradescope_export_zip_reads_names_and_grades_every_folder(tmp_path):
     assert group["name"] == "Ada <b>Lovelace</b>; Charles Babbage"
     assert group["email"] == "ada@example.edu; charles@example.edu"
     assert (group["total"], group["status"]) == ("20", "graded")  # the checkpoint copy (a sign error) was not graded
+    chosen = json.loads((out / "submission_1001" / "results.json").read_text())["output"]
+    assert chosen.count("Graded `csci145-ps6.ipynb`.") == 1  # the sentence Gradescope's run says (graders/choose.py)
     assert (rows["submission_1002"]["status"], rows["submission_1002"]["name"]) == ("invalid_submission", "Grace Hopper")
     assert rows["submission_1003"]["status"] == "invalid_submission"
     output = json.loads((out / "submission_1003" / "results.json").read_text())["output"]
