@@ -351,7 +351,11 @@ def observe(
         if not recovery.ensure_running(part):
             parts[part] = PartObservation(part, {}, {}, ObservationStatus.KILLED, recovery.problem)
             continue
-        parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
+        try:
+            parts[part] = _observe_part(session, exchange, part, inputs, plan.source, probe_timeout)
+        except OSError as error:  # its folders vanished with a kernel that died between the check and the call
+            parts[part] = PartObservation(part, {}, {}, ObservationStatus.KILLED,
+                                          f"the kernel stopped before the grader could call your code ({error.strerror})")
         parts[part].secret = part in plan.secret
         recovery.check_after(part, parts[part])
     by_source = cells_by_source_hash(executed.notebook)
@@ -490,7 +494,11 @@ def _restored_note(meta: dict[str, Any], parts: dict[str, PartObservation]) -> l
 
 
 def _read_meta(session: KernelSession, exchange: Exchange, timeout: float) -> dict[str, Any]:
-    session.run_code(meta_cell(exchange.part_outputs("_meta"), (session.state_name, session.state_pin)), timeout=timeout)
+    try:  # the kernel may have died a moment ago (in the warm-up, or from a thread of the notebook)
+        outputs = exchange.part_outputs("_meta")
+    except OSError:
+        return {}
+    session.run_code(meta_cell(outputs, (session.state_name, session.state_pin)), timeout=timeout)
     values, _arrays, _refused = exchange.read("_meta") if session.alive else (None, {}, [])
     return values or {}
 
