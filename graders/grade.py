@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from graders.config import GradeConfig
-from graders.execute import ExecutedNotebook, KernelSession, KillReason, Workspace, execute_notebook
+from graders.execute import ExecutedNotebook, execute_notebook
 from graders.judge import PUBLIC_COPY_NOTE, JudgeContext, graded_objects, judge_part
+from graders.kernel_session import KernelSession, KillReason
 from graders.mnist import ensure_mnist, sandbox_view
 from graders.observe import Observations, ProbePlan, observe
 from graders.outcome import CheckResult, Outcome
@@ -31,6 +32,7 @@ from graders.assignment import AssignmentSpec
 from graders.registry import get_assignment, sent_to_kernel
 from graders.submission import InvalidSubmission, Submission, file_sha256, load_submission
 from graders.thresholds import thresholds_for
+from graders.workspace import Workspace
 
 KERNEL_GRACE_SECONDS = 60.0
 """Extra wall-clock beyond the budgets before the grader stops waiting for the kernel stage."""

@@ -16,8 +16,9 @@ from nbformat import NotebookNode
 
 from graders.assignment import ObservedKey
 from graders.checks import CheckFailure, CheckSpec, Rubric, fail, not_run
-from graders.execute import CellRun, ExecutedNotebook
+from graders.execute import ExecutedNotebook
 from graders.kernel.naming import name_relates
+from graders.kernel_session import CellRun
 from graders.observe import FigureRecord, Found, Observations, PartObservation, cells_defining
 from graders.outcome import CheckResult, Outcome
 from graders.result import GradedObject

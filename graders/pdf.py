@@ -343,8 +343,10 @@ def print_to_pdf(html: str, output: Path, chromium: str, footer: str) -> tuple[s
 # ---------------------------------------------------------------------------------------------
 def execute_for_pdf(submission: Submission, config: GradeConfig) -> NotebookNode:
     """Run the notebook in the grading sandbox, with grading's limits, and return it with its outputs."""
-    from graders.execute import KernelSession, Workspace, execute_notebook
+    from graders.execute import execute_notebook
+    from graders.kernel_session import KernelSession
     from graders.mnist import ensure_mnist, sandbox_view
+    from graders.workspace import Workspace
 
     mnist = ensure_mnist(config.mnist_root)
     workspace = Workspace.create(sandbox_view(mnist), slot=(os.getpid() * 7 + 4001) % 4000, switch_user=config.sandbox)

@@ -164,7 +164,8 @@ def test_exits_hangs_and_floods_are_contained_and_the_grader_stays_small(tmp_pat
 
 def test_memory_and_fork_bombs_are_stopped_and_the_rest_still_graded(tmp_path, monkeypatch):
     import graders.grade
-    from graders.execute import Workspace, processes_of
+    from graders.processes import processes_of
+    from graders.workspace import Workspace
 
     workspaces: list[Workspace] = []
 
