@@ -35,9 +35,12 @@ test: setup browser
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests
 
 # Every check unit-tested on made-up observations, the reports, the CLI's parsing, the reference
-# functions; tests marked slow (tests/conftest.py says which) are left to `make test`.
+# functions; tests marked slow (tests/conftest.py says which) are left to `make test`. One BLAS
+# thread per worker (two workers on two cores: more threads only contend) and whole files per
+# worker (a module's observations are built once).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow" tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	  $(BIN)/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) examples/*.graded
