@@ -399,3 +399,39 @@ _TINY_REPORT = 'import json\nprint("ATTACK-TINY-OUTPUTS", json.dumps({"sent": SE
 def tiny_output_cells(cells: int = 3, each: int = 16_000) -> list[Cell]:
     """``cells`` cells each sending ``each`` empty display_data messages (well within every character cap)."""
     return [*CORRECT_2A, *[_TINY_OUTPUTS.format(each=each)] * cells, _TINY_REPORT]
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel's keyring: kept by the host's kernel per uid, after every process of the uid is gone
+# ---------------------------------------------------------------------------------------------
+_KEYRING = r'''
+import ctypes, json
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_ADD_KEY, SYS_KEYCTL, USER_KEYRING = 248, 250, -4  # x86_64
+MODE, TOKEN = {mode!r}, {token!r}
+found = None
+if MODE == "leave":
+    data = TOKEN.encode()
+    result = libc.syscall(SYS_ADD_KEY, b"user", b"nbgrade-note", data, len(data), ctypes.c_int(USER_KEYRING))
+else:
+    result = libc.syscall(SYS_KEYCTL, 10, ctypes.c_int(USER_KEYRING), b"user", b"nbgrade-note", 0)  # KEYCTL_SEARCH
+    if result > 0:
+        buffer = ctypes.create_string_buffer(256)
+        n = libc.syscall(SYS_KEYCTL, 11, result, buffer, 256)  # KEYCTL_READ
+        found = buffer.raw[:max(n, 0)].decode(errors="replace")
+print("ATTACK-KEYRING", json.dumps({{"mode": MODE, "result": result, "errno": ctypes.get_errno(), "found": found}}))
+'''
+
+
+def keyring_cells(mode: str, token: str) -> list[Cell]:
+    """``leave``: put ``token`` in the uid's user keyring; ``find``: read back what an earlier grading left."""
+    return [_KEYRING.format(mode=mode, token=token), *CORRECT_2A]
+
+
+def clear_user_keyring(uid: int) -> None:
+    """Empty the user keyring of ``uid`` on the host (KEYCTL_CLEAR on @u, run as that uid)."""
+    import subprocess
+
+    code = "import ctypes; ctypes.CDLL(None).syscall(250, 7, ctypes.c_int(-4))"
+    subprocess.run(["/usr/bin/python3", "-I", "-c", code], user=uid, group=uid, extra_groups=[], cwd="/",
+                   timeout=20, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -146,12 +146,9 @@ def test_a_replaced_state_is_caught_even_when_json_dump_erases_the_flag(tmp_path
     attack = printed_json(out, "ATTACK-STATE-REPLACED")
     assert attack["replaced"], attack  # the state was found and replaced
     valid_results(out)
-    # The README no longer claims the flag survives a notebook that rewrites the probes' own output
-    # (in-process, nothing can guarantee that); what it claims, and this pins, is that tampering earns
-    # nothing: the only points are those of the notebook's correct 2A, whatever the records say.
-    scores = part_scores(result)
-    assert scores["2A"] in (0.0, 5.0) and sum(v for k, v in scores.items() if k != "2A") == 0, (
-        f"the state was replaced and the 'tampered' flag erased by a patched json.dump: points beyond the correct 2A ({scores})")
+    assert part_scores(result)["2A"] == 0.0, (
+        "the state was replaced and the 'tampered' flag erased by a patched json.dump: 2A was still graded "
+        f"({part_scores(result)})")
 
 
 def test_emptying_the_states_saved_originals_in_place_leaves_no_patch_in_the_probes(tmp_path):
@@ -166,10 +163,11 @@ def test_emptying_the_states_saved_originals_in_place_leaves_no_patch_in_the_pro
     attack = printed_json(out, "ATTACK-STATE-EMPTIED")
     assert attack["emptied"] and any(n > 0 for _kind, n in attack["emptied"]), attack
     valid_results(out)
-    scores = part_scores(result)  # it may cost the notebook its own 2A; it must earn nothing else
-    assert scores["2A"] in (0.0, 5.0) and sum(v for k, v in scores.items() if k != "2A") == 0, (
-        "the notebook emptied the grader's saved originals in place and its json.dump rewrote the probes' records: "
-        f"points beyond the correct 2A ({scores})")
+    text = (out / "results.json").read_text()
+    caught = "replaced or changed the grader's own state" in text
+    assert part_scores(result)["2A"] == 5.0 or caught, (
+        "the notebook emptied the grader's saved originals in place (the pin did not notice) and its json.dump "
+        f"replaced 2A's probe record: {part_scores(result)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,3 +289,34 @@ def test_many_empty_outputs_keep_the_graders_memory_bounded(tmp_path):
     assert memory.growth < 300, (f"the grader's own memory grew by {memory.growth:.0f} MB on {sent['sent']} empty outputs "
                                  "(12 counted characters each)")
     assert part_scores(result)["2A"] == 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. Nothing one grading leaves is seen by a later one with the same sandbox uid
+# ---------------------------------------------------------------------------------------------
+@needs_root
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the notebook calls add_key/keyctl by their x86_64 numbers")
+def test_a_key_left_in_the_uids_keyring_is_not_seen_by_a_later_grading(tmp_path, monkeypatch):
+    """README: the kernel 'cannot see other submissions'. Uids are claimed per grading and reused by later
+    ones (a batch worker's slot); the user keyring of a uid lives in the host's kernel, not in any
+    namespace the sandbox makes, so a note left by one submission is read by the next with that uid."""
+    import graders.grade
+    from graders.sandbox import SANDBOX_UID_BASE
+    from tests.attack_notebooks2 import clear_user_keyring, keyring_cells
+
+    slot = 3000 + secrets.randbelow(900)
+    monkeypatch.setattr(graders.grade, "_slot", lambda: slot)  # two gradings one after the other on one slot
+    token = "nbgrade-note-" + secrets.token_hex(8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        _, out_a = grade(keyring_cells("leave", token), tmp_path / "a")
+        left = printed_json(out_a, "ATTACK-KEYRING")
+        _, out_b = grade(keyring_cells("find", token), tmp_path / "b")
+        seen = printed_json(out_b, "ATTACK-KEYRING")
+    finally:
+        for offset in range(4):
+            clear_user_keyring(SANDBOX_UID_BASE + (slot + offset) % 4000)
+    assert left["result"] > 0 or left["errno"], left  # the first grading's call was made (refused is fine)
+    assert seen["found"] != token, f"a later submission read what an earlier one left in the uid's keyring: {seen}"
+    valid_results(out_b)
