@@ -146,9 +146,12 @@ def test_a_replaced_state_is_caught_even_when_json_dump_erases_the_flag(tmp_path
     attack = printed_json(out, "ATTACK-STATE-REPLACED")
     assert attack["replaced"], attack  # the state was found and replaced
     valid_results(out)
-    assert part_scores(result)["2A"] == 0.0, (
-        "the state was replaced and the 'tampered' flag erased by a patched json.dump: 2A was still graded "
-        f"({part_scores(result)})")
+    # The README no longer claims the flag survives a notebook that rewrites the probes' own output
+    # (in-process, nothing can guarantee that); what it claims, and this pins, is that tampering earns
+    # nothing: the only points are those of the notebook's correct 2A, whatever the records say.
+    scores = part_scores(result)
+    assert scores["2A"] in (0.0, 5.0) and sum(v for k, v in scores.items() if k != "2A") == 0, (
+        f"the state was replaced and the 'tampered' flag erased by a patched json.dump: points beyond the correct 2A ({scores})")
 
 
 def test_emptying_the_states_saved_originals_in_place_leaves_no_patch_in_the_probes(tmp_path):
@@ -163,11 +166,10 @@ def test_emptying_the_states_saved_originals_in_place_leaves_no_patch_in_the_pro
     attack = printed_json(out, "ATTACK-STATE-EMPTIED")
     assert attack["emptied"] and any(n > 0 for _kind, n in attack["emptied"]), attack
     valid_results(out)
-    text = (out / "results.json").read_text()
-    caught = "replaced or changed the grader's own state" in text
-    assert part_scores(result)["2A"] == 5.0 or caught, (
-        "the notebook emptied the grader's saved originals in place (the pin did not notice) and its json.dump "
-        f"replaced 2A's probe record: {part_scores(result)}")
+    scores = part_scores(result)  # it may cost the notebook its own 2A; it must earn nothing else
+    assert scores["2A"] in (0.0, 5.0) and sum(v for k, v in scores.items() if k != "2A") == 0, (
+        "the notebook emptied the grader's saved originals in place and its json.dump rewrote the probes' records: "
+        f"points beyond the correct 2A ({scores})")
 
 
 # ---------------------------------------------------------------------------------------------
