@@ -15,20 +15,50 @@ import time
 
 
 def read_anon_kb(pid: int) -> int:
-    """Anonymous memory of one process: its proportional share (Pss_Anon) when the system reports it.
+    """Private memory of one process: its proportional share of anonymous and shared-memory pages.
 
     Forked children (DataLoader workers, a fork bomb) share their parent's pages copy-on-write;
-    the proportional share counts those pages once across the processes instead of once each.
+    the proportional share (Pss) counts those pages once across the processes instead of once each.
+    Shared memory (``mmap(-1, n)``, a mapped memfd or /dev/shm file) is RAM too: ``Pss_Shmem``.
     """
-    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss_Anon:"), (f"/proc/{pid}/status", "RssAnon:")):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            fields = dict(line.split(":", 1) for line in handle if line.startswith(("Pss_Anon:", "Pss_Shmem:")))
+        if fields:
+            return sum(int(value.split()[0]) for value in fields.values())
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(("RssAnon:",)):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return _resident_kb(pid)
+
+
+def unmapped_memfd_kb(pids: list[int]) -> int:
+    """RAM held in memfd files the sandbox keeps open (each counted once, by inode): no map shows it."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for pid in pids:
         try:
-            with open(path) as handle:
-                for line in handle:
-                    if line.startswith(key):
-                        return int(line.split()[1])
+            descriptors = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
-    return _resident_kb(pid)
+        for fd in descriptors[:4096]:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if not os.readlink(path).startswith("/memfd:"):
+                    continue
+                info = os.stat(path)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks // 2
+    return total
 
 
 def _resident_kb(pid: int) -> int:
