@@ -117,13 +117,16 @@ def test_ram_held_as_shared_memory_counts_against_the_memory_cap(mode, tmp_path)
 # ---------------------------------------------------------------------------------------------
 # 2. P1 with autograd unavailable
 # ---------------------------------------------------------------------------------------------
-def test_p1_gradients_from_autograd_references_kept_before_the_probe_earn_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ["kept_grad", "kept_engine"])
+def test_p1_gradients_from_autograd_references_kept_before_the_probe_earn_nothing(mode, tmp_path):
     """README: 'P1 is run with autograd unavailable … a function that needs autograd earns nothing'.
 
     The notebook keeps ``torch.autograd.grad`` and ``torch.enable_grad`` under its own names before
-    any probe runs; its P1 function turns recording back on and differentiates with the kept reference.
+    any probe runs (``kept_grad``), or autograd's engine object and the C switch for recording
+    (``kept_engine``: ``Variable._execution_engine``, ``torch._C._set_grad_enabled``); its P1 function
+    turns recording back on and differentiates with what it kept.
     """
-    nb = make_notebook(autograd_p1_cells(), assignment="ece685d-hw2")
+    nb = make_notebook(autograd_p1_cells(mode), assignment="ece685d-hw2")
     path = write_notebook(nb, tmp_path / "submission.ipynb")
     out = tmp_path / "submission.graded"
     result = grade_submission(path, config("ece685d-hw2", cell_timeout=60, total_timeout=200, probe_timeout=60), out_dir=out)
