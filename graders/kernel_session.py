@@ -185,7 +185,9 @@ class CappedClient(NotebookClient):
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         content = msg.get("content", {})
-        size = text_size(content)
+        # A kept output costs memory beyond its text (about 10 kB as a notebook node): a display counts
+        # OUTPUT_COST characters more, so 48,000 empty displays cannot hold the grader's memory either.
+        size = text_size(content) + (STREAM_COST if msg.get("msg_type") == "stream" else OUTPUT_COST)
         used = self.used_cell.get(cell_index, 0)
         room = min(self.cap_cell - used, self.cap_total - self.used_total)
         if size <= room:
@@ -203,6 +205,10 @@ class CappedClient(NotebookClient):
         return None
 
 
+OUTPUT_COST = 2000
+"""Characters one display, result or error output counts for, on top of its text (see CappedClient.output)."""
+STREAM_COST = 16
+"""A stream message is merged into the cell's previous stream output: little more than its text."""
 MAX_OUTPUT_DEPTH = 16
 """An output nested deeper than this is refused whole (its size is not worth measuring)."""
 TOO_DEEP = 1 << 40

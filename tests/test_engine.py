@@ -139,8 +139,9 @@ def test_describe_exit(code, words):
 
 def test_capped_client_keeps_the_first_characters_then_one_note():
     nb = make_notebook(["print(1)"])
-    # 14 characters of every stream message are its keys and name ("name", "stdout", "text"): 10 are left for text
-    client = CappedClient(nb, None, Limits(max_output_chars=24, max_output_total_chars=100))  # type: ignore[arg-type]
+    # 14 characters of every stream message are its keys and name ("name", "stdout", "text") and 16 its cost as an
+    # output (STREAM_COST): 10 are left for text
+    client = CappedClient(nb, None, Limits(max_output_chars=40, max_output_total_chars=200))  # type: ignore[arg-type]
     client.reset_execution_trackers()
     client.clear_before_next_output = False  # set by nbclient when a cell starts executing
     outs: list = []
