@@ -336,6 +336,7 @@ class KernelSession:
         self.sandbox_report: dict = {}
         self.peak_rss_kb = 0
         self.peak_disk_kb = 0
+        self._root_fd = -1
         self.peak_processes = 0
         self.watchdog_errors: list[str] = []
         self.starts = 0
@@ -385,6 +386,7 @@ class KernelSession:
         finally:  # connected before any student code ran: from now on no socket in it can be swapped
             Workspace.lock_ipc_folder(ipc_fd)
         self._read_sandbox_report()
+        self._pin_root()
         self._stop.clear()
         self._watchdog = threading.Thread(target=self._watch, daemon=True, name="nbgrade-watchdog")
         self._watchdog.start()
@@ -411,6 +413,7 @@ class KernelSession:
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._unpin_root()
         if self.client is not None and self.km is not None:
             try:
                 self.client._cleanup_kernel()
@@ -501,7 +504,9 @@ class KernelSession:
             private=str(self.workspace.private),
             data=str(self.workspace.data_view.resolve()),
             handover=str(self.workspace.handover),
-            disk_bytes=limits.disk_mb * 2**20,
+            # Files are RAM here: at most half the memory cap, so a full disk is an error the notebook sees
+            # (ENOSPC), never a kill of the kernel that would also cost the parts after it.
+            disk_bytes=min(limits.disk_mb, limits.memory_mb // 2) * 2**20,
         )
 
     def _kernel_env(self) -> dict[str, str]:
@@ -568,23 +573,39 @@ class KernelSession:
             files = f" (with {disk_kb // 1024} MB of files it wrote)" if disk_kb >= 1024 else ""
             self.kill(KillReason.MEMORY, f"the kernel used more than {self.limits.memory_mb} MB of memory{files} and was stopped")
 
-    def view_root(self) -> str | None:
-        """Where the grader reaches the sandbox's files: the launcher's root in the new root, else ``/``."""
+    def view_root(self) -> str | int | None:
+        """Where the grader reaches the sandbox's files: the new root (a descriptor taken while the launcher
+        ran, so a dead launcher's reused pid never leads elsewhere), else ``/``."""
         if not self.sandbox_report.get("new_root"):
             return "/"
+        return self._root_fd if self._root_fd >= 0 else None
+
+    def _pin_root(self) -> None:
+        """Open the launcher's root once, at start, while the launcher is our living child."""
+        self._unpin_root()
         pid = self.kernel_pid
-        return f"/proc/{pid}/root" if pid is not None else None
+        if self.sandbox_report.get("new_root") and pid is not None:
+            try:
+                self._root_fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                self._root_fd = -1
+
+    def _unpin_root(self) -> None:
+        fd, self._root_fd = self._root_fd, -1  # the watchdog reads it: never leave a closed number behind
+        if fd >= 0:
+            os.close(fd)
 
     def written_kb(self) -> int:
         """What the notebook has written (its one tmpfs: folder, HOME, /tmp, /dev/shm, probe outputs)."""
-        if not self.sandbox_report.get("new_root") or self.kernel_pid is None:
+        root = self.view_root()
+        if not self.sandbox_report.get("new_root") or not isinstance(root, int):
             return 0
         from graders.hostfs import open_directory
 
         total = 0
         for folder in ("work", "out"):  # the quota tmpfs, and the probes' own
             try:
-                fd = open_directory(f"/proc/{self.kernel_pid}/root", (*self.workspace.sandbox_root.parts[1:], folder))
+                fd = open_directory(root, (*self.workspace.sandbox_root.parts[1:], folder))
             except OSError:
                 continue
             try:

@@ -119,6 +119,36 @@ SANDBOX_SLOTS = 4000
 """Sandbox uids are ``SANDBOX_UID_BASE`` … ``SANDBOX_UID_BASE + SANDBOX_SLOTS - 1``."""
 
 
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "i686": 288, "armv7l": 311, "ppc64le": 280, "s390x": 280}
+"""The keyctl system call's number (glibc has no wrapper; libkeyutils may not be installed)."""
+_KEYCTL_CLEAR = 7
+_USER_KEYRINGS = (-4, -5)  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
+
+
+def clear_keyrings(uid: int) -> None:
+    """Empty the uid's user keyrings, which live in the host's kernel outside every namespace.
+
+    Run in a forked child that becomes the uid (only the owner may clear them); best effort.
+    """
+    number = _KEYCTL.get(os.uname().machine)
+    if number is None or not hasattr(os, "fork"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            for keyring in _USER_KEYRINGS:
+                libc.syscall(number, _KEYCTL_CLEAR, keyring)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+
+
 def claim_uid(preferred_slot: int) -> tuple[int, int]:
     """A sandbox uid no other grader on this machine is using, and the lock that holds it.
 
@@ -140,6 +170,7 @@ def claim_uid(preferred_slot: int) -> tuple[int, int]:
             os.close(fd)
             continue
         if not processes_of(None, uid):
+            clear_keyrings(uid)  # a key an earlier grading on this uid left in the host's kernel is gone
             return uid, fd
         os.close(fd)
     raise RuntimeError("no free sandbox uid: every slot is in use")

@@ -908,8 +908,11 @@ print("ATTACK-DISPLAY-ID", {outputs}, {chars})
 '''
 
 
-def display_id_fan_out_cells(outputs: int = 100, chars: int = 4_000_000) -> list[Cell]:
-    """``outputs`` tiny displays sharing one display_id, then one uncounted update of ``chars`` characters."""
+def display_id_fan_out_cells(outputs: int = 50, chars: int = 4_000_000) -> list[Cell]:
+    """``outputs`` tiny displays sharing one display_id, then one uncounted update of ``chars`` characters.
+
+    50, not more: every display an output costs a fixed 2,000 characters of the cell's cap, and the
+    cell's last line must still be printed for the test to know the attack ran."""
     return [*CORRECT_2A, _DISPLAY_ID_FAN_OUT.format(outputs=outputs, chars=chars), "after_fan_out = True"]
 
 
