@@ -187,14 +187,43 @@ def python_installation() -> tuple[str, ...]:
     return tuple(sorted(str(Path(p).resolve()) for p in paths))
 
 
+def assignment_packages() -> tuple[str, ...]:
+    """Top-level packages of every registered assignment: its entry point's, and its reference module's."""
+    from importlib import metadata
+
+    names = {entry.value.split(":")[0].split(".")[0] for entry in metadata.entry_points(group="nbgrade.assignments")}
+    try:
+        from graders.registry import all_assignments
+
+        names.update(spec.reference_module.split(".")[0] for spec in all_assignments() if spec.reference_module)
+    except Exception:  # noqa: BLE001 - an assignment that does not load is still hidden by its entry point
+        pass
+    return tuple(sorted(names))
+
+
+def _find_top_level(name: str):  # noqa: ANN202 - importlib's ModuleSpec
+    try:
+        return find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
 def hidden_directories(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The grader's own code and the reference solutions, hidden from the kernel (as root)."""
+    """The grader's own code and every assignment's package and reference solution, hidden from the kernel.
+
+    The kernel needs the Python installation (bound read-only into its new root), and with it come the
+    site-packages folders where a course installs its assignments: each registered assignment's
+    packages (the entry point's and its declared reference module's) are covered, wherever they live.
+    """
     hidden = []
-    for package in ("reference", "graders"):
-        spec = find_spec(package)
+    for package in ("reference", "graders", *assignment_packages()):
+        spec = _find_top_level(package)
         if spec and spec.submodule_search_locations:
             hidden.extend(spec.submodule_search_locations)
-    repo = Path(hidden[-1]).parent if hidden else None
+        elif spec and spec.origin and spec.origin not in ("built-in", "frozen"):
+            hidden.append(str(Path(spec.origin).parent / Path(spec.origin).name))
+    graders_spec = _find_top_level("graders")
+    repo = Path(graders_spec.origin).parent.parent if graders_spec and graders_spec.origin else None
     if repo is not None:
         for name in ("tests", "benchmarks", ".git"):
             if (repo / name).is_dir():

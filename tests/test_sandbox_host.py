@@ -157,3 +157,19 @@ def test_a_disk_fill_stops_at_the_quota_and_never_reaches_the_hosts_disk(grade_n
     assert free_before - shutil.disk_usage(tmp_path).free < 200 * 2**20
     assert result.part("2A").score == 5
     valid_results(out)
+
+
+def test_an_installed_assignments_packages_and_solution_are_hidden_from_the_kernel(tmp_path):
+    """A course installs its assignment as a distribution (site-packages, bound into the new root with
+    the Python installation): its package and its reference module must be covered like ours."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    str(REPO / "examples" / "demo-linreg")], check=True, capture_output=True, timeout=300)
+    code = "from graders.workspace import hidden_directories; print('\\n'.join(hidden_directories()))"
+    shown = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(target)},
+                           capture_output=True, text=True, check=True, timeout=120).stdout.splitlines()
+    assert str(target / "demo_linreg") in shown and str(target / "demo_linreg_reference") in shown
