@@ -52,7 +52,9 @@ def one_line(text: str) -> str:
 def _check_lines(text: str) -> list[str]:
     """A check's lines, each indented under its part: a line break inside a message joins, never starts a row."""
     lines: list[str] = []
-    for line in re.split(r"\n", text.replace("\r", " ")):
+    for line in text.replace("\r", " ").split("\n"):
+        if not line.strip():
+            continue
         if lines and not line.startswith("        "):
             lines[-1] += " ⏎ " + line.strip()
         else:
