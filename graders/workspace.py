@@ -108,11 +108,30 @@ class Workspace:
         return self.exchanges
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.private, ignore_errors=True)
-        shutil.rmtree(self.sandbox_root, ignore_errors=True)  # fd-based on Linux: follows no link
-        if self.uid_lock >= 0:
-            os.close(self.uid_lock)  # releases the claim on the uid
-            self.uid_lock = -1
+        try:
+            for folder in (self.private, self.sandbox_root):
+                remove_tree(folder)
+        finally:
+            if self.uid_lock >= 0:
+                os.close(self.uid_lock)  # releases the claim on the uid
+                self.uid_lock = -1
+
+
+def remove_tree(folder: Path) -> None:
+    """Delete a folder the kernel may have filled, following no link, however deep it is nested.
+
+    shutil.rmtree works by descriptors on Linux (no link is followed) but recurses once per level:
+    a tree nested thousands deep raises RecursionError, which ``ignore_errors`` does not catch; then
+    ``rm -rf --one-file-system`` (iterative, follows no link) finishes the job.
+    """
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    except RecursionError:
+        import subprocess
+
+        rm = shutil.which("rm") or "/bin/rm"
+        subprocess.run([rm, "-rf", "--one-file-system", "--", str(folder)], check=False, timeout=300,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 SANDBOX_SLOTS = 4000

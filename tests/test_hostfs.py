@@ -100,3 +100,23 @@ def test_deeply_nested_json_is_refused_not_raised(folder):
     path, fd = folder
     (path / "values.json").write_text("[" * 100000 + "]" * 100000)
     assert read_probe_output(fd, ReadLimits(), None)[0] is None
+
+
+def test_a_tree_nested_past_the_recursion_limit_is_removed(tmp_path):
+    import sys
+
+    from graders.workspace import remove_tree
+
+    root = tmp_path / "sandbox"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    os.mkdir(root)
+    current = os.open(root, os.O_RDONLY)
+    os.close(fd)
+    for _ in range(sys.getrecursionlimit() + 200):  # made by descriptors: the path would exceed PATH_MAX
+        os.mkdir("d", dir_fd=current)
+        nested = os.open("d", os.O_RDONLY, dir_fd=current)
+        os.close(current)
+        current = nested
+    os.close(current)
+    remove_tree(root)
+    assert not root.exists()
