@@ -125,3 +125,22 @@ def explain(result: CheckResult) -> str:
     """Everything a failed check said, for assertion messages and word searches."""
     return " | ".join(str(x) for x in (result.outcome.value, result.message, result.expected, result.got, result.mistake,
                                        result.detail if result.outcome.value == "errored" else "") if x)
+
+
+def assert_errored_path(judge: Any, correct: Observations, check: str, keys: tuple[str, ...] | str | None) -> None:
+    """The check scores 0 and quotes what was raised: a call that raised (``keys``), the probe cell itself
+    (None), or a figure cell that raised before displaying its figure (``"figures"``)."""
+    from graders.outcome import Outcome
+
+    part_id = judge.checks[check].part
+    if keys == "figures":  # the cell raised before showing its figure: recorded, never displayed
+        result = judge(check, with_figures(correct, correct.figures, displayed=False))
+        assert result.outcome is Outcome.FAILED and result.score == 0, explain(result)
+        assert any("never displayed" in warning for warning in result.warnings), result.warnings
+        return
+    obs = probe_failed(correct, part_id) if keys is None else call_failed(correct, part_id, *keys)
+    result = judge(check, obs)
+    assert result.outcome in (Outcome.NOT_RUN, Outcome.FAILED), explain(result)
+    assert result.score == 0
+    said = "the probe cell raised RuntimeError" if keys is None else "boom in the student's code"
+    assert said in result.message, explain(result)

@@ -17,7 +17,8 @@ import torch
 from graders.observe import Observations
 from graders.outcome import Outcome
 from tests.check_units import (
-    Judge, assignment, call_failed, changed, explain, figure, image_axis, line_axis, observations, part, probe_failed,
+    Judge, assert_errored_path, assignment, changed, explain, figure, image_axis, line_axis, observations, part,
+    
     rubric_function, with_figures,
 )
 
@@ -334,19 +335,7 @@ ERRORED: dict[str, tuple[str, ...] | None] = {
 
 @pytest.mark.parametrize("check", sorted(ERRORED))
 def test_check_scores_zero_and_says_what_was_raised(judge, correct, check) -> None:
-    keys = ERRORED[check]
-    part_id = judge.checks[check].part
-    if keys == "figures":  # the cell raised before showing its figure: recorded, never displayed
-        result = judge(check, with_figures(correct, correct.figures, displayed=False))
-        assert result.outcome is Outcome.FAILED and result.score == 0, explain(result)
-        assert any("never displayed" in warning for warning in result.warnings), result.warnings
-        return
-    obs = probe_failed(correct, part_id) if keys is None else call_failed(correct, part_id, *keys)
-    result = judge(check, obs)
-    assert result.outcome in (Outcome.NOT_RUN, Outcome.FAILED), explain(result)
-    assert result.score == 0
-    said = "the probe cell raised RuntimeError" if keys is None else "boom in the student's code"
-    assert said in result.message, explain(result)
+    assert_errored_path(judge, correct, check, ERRORED[check])
 
 
 def test_every_check_has_a_mistake_and_an_errored_path() -> None:
