@@ -18,7 +18,6 @@ from graders.observe import Observations
 from graders.outcome import Outcome
 from tests.check_units import (
     Judge, assert_errored_path, assignment, changed, explain, figure, image_axis, line_axis, observations, part,
-    
     rubric_function, with_figures,
 )
 
