@@ -136,13 +136,16 @@ class AssignmentSpec:
     probes: str = "probes.py"
     """Kernel-side probe text, a resource of ``package`` (sent to the kernel as text, never imported)."""
     reference_module: str | None = None
-    """Import path of the reference solution, imported only when judging (``reference.stat101_hw1``)."""
+    """Import path of the reference solution, imported only when judging (``stat101_reference.hw1``).
+
+    Hidden checks run where this module can be found (:meth:`reference_available`); its top-level
+    package (:attr:`reference_package`) holds the reference material the paths below name."""
     reference_notebook: str | None = None
-    """The executed-solution notebook, relative to the ``reference`` package (``notebooks/stat101-hw1.ipynb``)."""
+    """The executed-solution notebook, relative to :attr:`reference_package` (``notebooks/stat101-hw1.ipynb``), or absolute."""
     reference_answers: str | None = None
-    """Folder of written reference answers ``<PART>.md``, relative to the ``reference`` package."""
+    """Folder of written reference answers ``<PART>.md``, relative to :attr:`reference_package`, or absolute."""
     calibration: str | None = None
-    """Calibration JSON (min / median / max per threshold key), relative to the ``reference`` package."""
+    """Calibration JSON (min / median / max per threshold key), relative to :attr:`reference_package`, or absolute."""
     thresholds: tuple[Threshold, ...] = ()
     template: Path | None = None
     """The student template notebook (the product keeps templates in ``student_template/``)."""
@@ -158,6 +161,38 @@ class AssignmentSpec:
     @property
     def template_name(self) -> str:
         return f"{self.id}.ipynb"
+
+    @property
+    def reference_package(self) -> str | None:
+        """The top-level package of :attr:`reference_module` (None when the assignment declares no solution)."""
+        return self.reference_module.split(".")[0] if self.reference_module else None
+
+    def reference_available(self) -> bool:
+        """Whether the reference solution can be imported here (not in a student bundle): hidden checks run."""
+        return self.reference_module is not None and find_module(self.reference_module) is not None
+
+    def reference_root(self) -> Path | None:
+        """The folder of :attr:`reference_package`, where relative reference paths are resolved (None: not installed)."""
+        spec = find_module(self.reference_package) if self.reference_package else None
+        if spec is None:
+            return None
+        if spec.submodule_search_locations:
+            return Path(next(iter(spec.submodule_search_locations)))
+        return Path(spec.origin).parent if spec.origin else None  # a single module: the folder holding it
+
+    def reference_path(self, declared: str | None) -> Path | None:
+        """A declared reference path (``reference_notebook``, ``reference_answers``, ``calibration``), resolved.
+
+        An absolute path is kept as it is; a relative one is joined to :meth:`reference_root`. None when
+        nothing is declared or the reference package is not installed.
+        """
+        if not declared:
+            return None
+        path = Path(declared)
+        if path.is_absolute():
+            return path
+        root = self.reference_root()
+        return root / path if root is not None else None
 
     def probe_source(self) -> str:
         """The kernel-side probe text (read as a resource; the grader never imports it)."""
@@ -188,6 +223,16 @@ class AssignmentSpec:
         problems = protocol_problems(self)
         if problems:
             raise AssignmentError(f"{self.id}: the probes and checks disagree:\n  " + "\n  ".join(problems))
+
+
+def find_module(name: str):  # noqa: ANN201 - importlib's ModuleSpec or None
+    """``importlib.util.find_spec`` that says None instead of raising (a missing parent, a broken path entry)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(name)
+    except (ImportError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ The zip holds, at its root (Gradescope unpacks it into ``/autograder/source``):
   valid ``results.json`` with a 0 and a message whenever the grader did not: a crash of the
   harness, an import error, the time limit. Instructor detail goes to stdout, which Gradescope
   shows to instructors only.
-* the harness wheel (``graders`` and ``reference``, without the reference notebooks and written
-  answers), ``requirements.txt``, ``autograder_config.json`` (assignment, limits, parts) and an
+* the harness wheel (``graders``, the assignment's own package when another distribution declares
+  it, and the top-level package of its ``reference_module``, without notebooks and written answers;
+  the entry points of the harness's assignments and of this one), ``requirements.txt``, ``autograder_config.json`` (assignment, limits, parts) and an
   instructor ``README.md`` (upload steps and the Gradescope settings the assignment needs).
 
 Inside the container the grader runs as root and the student's kernel as an unprivileged uid
@@ -38,7 +39,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from graders.bundle import Distribution, harness_distribution, package_files
+from graders.bundle import (
+    PACKAGE_DIR,
+    Distribution,
+    harness_distribution,
+    own_package,
+    package_files,
+    requirement_name,
+    top_level_members,
+    with_assignment,
+)
 from graders.config import Limits
 from graders.gradescope_run import (  # re-exported: the container side, which this module packs
     MAX_RESULTS_BYTES,
@@ -46,7 +56,7 @@ from graders.gradescope_run import (  # re-exported: the container side, which t
     run_autograder,
     shrink,
 )
-from graders.registry import ENTRY_POINT_GROUP, get_assignment
+from graders.registry import ENTRY_POINT_GROUP, all_assignments, get_assignment
 
 VENV = "/opt/nbgrade-venv"
 """Where setup.sh creates the virtual environment (outside /autograder, so hiding that hides no Python)."""
@@ -118,17 +128,32 @@ def wheel_name(dist: Distribution) -> str:
     return f"{dist.name.replace('-', '_')}-{dist.version}-py3-none-any.whl"
 
 
-def wheel_members() -> list[tuple[str, Path]]:
-    """(path in the wheel, file) for ``graders`` and ``reference``, without reference notebooks and answers."""
-    import graders
-    import reference
+def wheel_packages(assignment_id: str) -> tuple[str, ...]:
+    """The top-level packages the container needs beside ``graders``: the assignment's own and its reference's."""
+    spec = get_assignment(assignment_id)
+    names = [own_package(spec), spec.reference_package]
+    return tuple(dict.fromkeys(n for n in names if n and n != PACKAGE_DIR.name))
 
-    members = [(f"graders/{p.relative_to(Path(graders.__file__).parent).as_posix()}", p) for p in package_files()]
-    reference_dir = Path(reference.__file__).resolve().parent
-    for path in package_files(reference_dir):
-        relative = path.relative_to(reference_dir)
-        if relative.parts[0] not in ("notebooks", "answers"):
-            members.append((f"reference/{relative.as_posix()}", path))
+
+def not_in_wheel(package: str) -> tuple[Path, ...]:
+    """What of a shipped package the container never reads: the reference notebooks and answers declared in it."""
+    skipped = []
+    for spec in all_assignments():
+        if spec.reference_package == package:
+            skipped += [p for p in (spec.reference_path(spec.reference_notebook), spec.reference_path(spec.reference_answers)) if p]
+    return tuple(skipped)
+
+
+def wheel_members(assignment_id: str | None = None) -> list[tuple[str, Path]]:
+    """(path in the wheel, file) for ``graders`` and :func:`wheel_packages`, without notebooks and written answers.
+
+    Without an assignment, the packages of every assignment the harness registers itself.
+    """
+    members = [(f"graders/{p.relative_to(PACKAGE_DIR).as_posix()}", p) for p in package_files()]
+    ids = (assignment_id,) if assignment_id else tuple(a for a, _ in harness_distribution().assignments)
+    for package in dict.fromkeys(p for a in ids for p in wheel_packages(a)):
+        members += [(name, path) for name, path in top_level_members(package, not_in_wheel(package))
+                    if path.suffix != ".ipynb"]  # notebooks (templates, executed solutions): nothing in the container reads one
     return members
 
 
@@ -138,23 +163,29 @@ def entry_points_text(dist: Distribution) -> str:
     return f"[console_scripts]\ngrade = graders.cli:main\n\n[{ENTRY_POINT_GROUP}]\n{assignments}"
 
 
-def build_wheel(directory: Path, dist: Distribution | None = None) -> Path:
-    """A pure-Python wheel of the harness, written directly (no build backend, reproducible bytes)."""
+def build_wheel(directory: Path, dist: Distribution | None = None, assignment_id: str | None = None) -> Path:
+    """A pure-Python wheel of the harness (and of ``assignment_id``'s packages), written directly (reproducible bytes)."""
     dist = dist or harness_distribution()
     target = directory / wheel_name(dist)
     info = f"{dist.name.replace('-', '_')}-{dist.version}.dist-info"
-    files = [(name, path.read_bytes()) for name, path in wheel_members()]
+    members = wheel_members(assignment_id)
+    files = [(name, path.read_bytes()) for name, path in members]
     files += [
         (f"{info}/METADATA", _wheel_metadata(dist).encode()),
         (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: nbgrade-ml autograder\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
         (f"{info}/entry_points.txt", entry_points_text(dist).encode()),
-        (f"{info}/top_level.txt", b"graders\nreference\n"),
+        (f"{info}/top_level.txt", "".join(f"{Path(n).stem}\n" for n in wheel_top_level(members)).encode()),
     ]
     record = "".join(f"{name},sha256={_digest(data)},{len(data)}\n" for name, data in files) + f"{info}/RECORD,,\n"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as wheel:
         for name, data in [*files, (f"{info}/RECORD", record.encode())]:
             wheel.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return target
+
+
+def wheel_top_level(members: list[tuple[str, Path]]) -> tuple[str, ...]:
+    """The wheel's top-level entries (``graders``, a package's folder, a single module's ``name.py``), in order."""
+    return tuple(dict.fromkeys(name.split("/", 1)[0] for name, _ in members))
 
 
 def _digest(data: bytes) -> str:
@@ -172,9 +203,7 @@ def container_requirements(dist: Distribution) -> list[str]:
 
 
 def _requirement_name(requirement: str) -> str:
-    import re
-
-    return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower()
+    return requirement_name(requirement)
 
 
 def zip_file_text(name: str, **values: object) -> str:
@@ -191,10 +220,14 @@ def zip_file_text(name: str, **values: object) -> str:
     return text
 
 
-def setup_script(wheel: str) -> str:
-    """``setup.sh``: run once, as root, when Gradescope builds the image."""
+def setup_script(wheel: str, top_level: tuple[str, ...] = ("graders", "reference")) -> str:
+    """``setup.sh``: run once, as root, when Gradescope builds the image.
+
+    ``top_level``: what the wheel installs at the top of site-packages (made readable by root only).
+    """
     torch = " ".join(f'"{r}"' for r in harness_distribution().requirements if _requirement_name(r) in ("torch", "torchvision"))
-    return zip_file_text("setup.sh", VENV=VENV, CACHE=CACHE, TORCH_INDEX=TORCH_INDEX, TORCH=torch, WHEEL=wheel)
+    return zip_file_text("setup.sh", VENV=VENV, CACHE=CACHE, TORCH_INDEX=TORCH_INDEX, TORCH=torch, WHEEL=wheel,
+                         TOP_LEVEL=" ".join(f'"{name}"' for name in top_level))
 
 
 def run_script(config: AutograderConfig) -> str:
@@ -265,11 +298,12 @@ students' code, which runs as another user).
 def build_zip(assignment_id: str, target: Path, timeout_minutes: int | None = None, memory_mb: int | None = None) -> Path:
     """Write the autograder zip for ``assignment_id`` to ``target``."""
     config = autograder_config(assignment_id, timeout_minutes, memory_mb)
-    dist = harness_distribution()
+    dist = with_assignment(harness_distribution(), assignment_id, wheel_packages(assignment_id))
     with tempfile.TemporaryDirectory(prefix="nbgrade-zip-") as scratch:
-        wheel = build_wheel(Path(scratch), dist)
+        wheel = build_wheel(Path(scratch), dist, assignment_id)
+        top_level = wheel_top_level(wheel_members(assignment_id))
         entries: list[tuple[str, bytes, int]] = [
-            ("setup.sh", setup_script(wheel.name).encode(), 0o755),
+            ("setup.sh", setup_script(wheel.name, top_level).encode(), 0o755),
             ("run_autograder", run_script(config).encode(), 0o755),
             (FALLBACK_FILE, FALLBACK_SCRIPT.encode(), 0o644),
             (CONFIG_FILE, config.to_json().encode(), 0o644),

@@ -3,39 +3,47 @@
     DIR/
       ASSIGNMENT.ipynb        the template (problem statements, stubs, check cells)
       README.md               how to install the checks and use them
-      nbgrade-ml/             an installable copy of the ``graders`` package (``pip install ./nbgrade-ml``)
+      nbgrade-ml/             an installable copy of the ``graders`` package (``pip install ./nbgrade-ml``), and of
+                              the assignment's own package when another distribution declares it
       nbgrade-ml.tar.gz       the same as one file (Colab: upload it, ``!pip install nbgrade-ml.tar.gz``)
 
 What stays with the instructor, and why the rest may go:
 
 * **Secret, never in the bundle:** the ``reference`` package (solution code, written answers,
-  executed solution notebooks, calibration data), the instructor's tests and benchmarks.
-* **Shipped:** the whole ``graders`` package, rubric modules included. A rubric holds the
+  executed solution notebooks, calibration data), every assignment's own reference package or
+  module and the reference files it declares (:func:`secret_paths`), the instructor's tests and
+  benchmarks.
+* **Shipped:** the whole ``graders`` package, rubric modules included, and, for an assignment that
+  another distribution declares, that assignment's top-level package (declaration, rubric, probes,
+  template) with its entry point and its requirements. A rubric holds the
   hidden checks' code (their claims, tolerances and catalogues of known mistakes) but no
   solution: every check that needs one gets it through ``ctx.ref()``, which imports the
-  ``reference`` package only when grading, and reports "runs when your work is graded" where
+  assignment's ``reference_module`` only when grading, and reports "runs when your work is graded" where
   it is absent. The hidden *inputs* are drawn from a fresh seed at grading time, so seeing how
   they are drawn does not tell a student what they will be.
 
 :func:`secret_leaks` is the proof the tests rely on: no reference function body, no reference
-answer text and no reference notebook cell in anything the bundle holds.
+answer text and no reference notebook cell in anything the bundle holds (the ``reference`` package's
+and the assignment's own secret files alike).
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import shutil
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
 
 import graders
-from graders.registry import ENTRY_POINT_GROUP, get_assignment
+from graders.assignment import AssignmentSpec, find_module
+from graders.registry import ENTRY_POINT_GROUP, entry_point, get_assignment
 
 DISTRIBUTION = "nbgrade-ml"
 PACKAGE_DIR = Path(graders.__file__).resolve().parent
@@ -60,6 +68,8 @@ class Distribution:
     """Runtime dependencies (version ranges, never pins), without the optional extras."""
     assignments: tuple[tuple[str, str], ...] = ()
     """The ``nbgrade.assignments`` entry points (id, ``module:ASSIGNMENT``): how the copy finds the assignments."""
+    packages: tuple[str, ...] = ()
+    """Top-level packages shipped beside ``graders`` (an assignment's own, from another distribution)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,98 @@ def harness_distribution() -> Distribution:
     return Distribution(meta["Name"], meta["Version"], meta.get("Requires-Python") or ">=3.10", requirements, entries)
 
 
+def requirement_name(requirement: str) -> str:
+    """The project name a requirement names, normalised (``Foo_Bar>=1`` → ``foo-bar``)."""
+    return re.split(r"[\s<>=!~;\[(@]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+
+
+def with_assignment(dist: Distribution, assignment_id: str, packages: tuple[str, ...] = ()) -> Distribution:
+    """``dist`` plus what an assignment from another distribution needs: its entry point, its requirements, ``packages``.
+
+    An assignment the harness registers itself changes nothing but the ``packages`` listed.
+    """
+    entry = entry_point(assignment_id)
+    declared = dict(dist.assignments)
+    extra = tuple(p for p in packages if p not in dist.packages)
+    if declared.get(assignment_id) == entry.value:
+        return replace(dist, packages=dist.packages + extra)
+    declared[assignment_id] = entry.value
+    requirements = list(dist.requirements)
+    known = {requirement_name(r) for r in requirements} | {requirement_name(dist.name)}
+    owner = getattr(entry, "dist", None)
+    for requirement in (owner.requires or []) if owner is not None else []:
+        name = requirement_name(requirement)
+        if "extra ==" not in requirement and name not in known:
+            requirements.append(requirement)
+            known.add(name)
+    return replace(dist, requirements=tuple(requirements), assignments=tuple(sorted(declared.items())),
+                   packages=dist.packages + extra)
+
+
 def package_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """Every file of a package directory except bytecode and editor litter, sorted."""
     return sorted(
         path for path in package_dir.rglob("*")
         if path.is_file() and not any(part in SKIPPED or part.endswith(SKIPPED) for part in path.relative_to(package_dir).parts)
     )
+
+
+def top_level(module: str) -> str:
+    return module.split(".")[0]
+
+
+def module_location(name: str) -> Path | None:
+    """The folder of package ``name``, or the file of module ``name`` (None: not importable here)."""
+    spec = find_module(name)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
+    return Path(spec.origin).resolve() if spec.origin and spec.origin not in ("built-in", "frozen") else None
+
+
+def top_level_members(name: str, exclude: tuple[Path, ...] = ()) -> list[tuple[str, Path]]:
+    """(path in an archive, file) of every file of the top-level package or module ``name``, minus ``exclude``.
+
+    A file is excluded when it is one of ``exclude`` or lies in a folder among them.
+    """
+    location = module_location(name)
+    if location is None:
+        raise BundleError(f"{name} cannot be imported here: install the distribution that holds it")
+    excluded = tuple(p.resolve() for p in exclude)
+
+    def kept(path: Path) -> bool:
+        path = path.resolve()
+        return not any(path == e or path.is_relative_to(e) for e in excluded)
+
+    if location.is_file():
+        return [(location.name, location)] if kept(location) else []
+    return [(f"{name}/{p.relative_to(location).as_posix()}", p) for p in package_files(location) if kept(p)]
+
+
+def own_package(spec: AssignmentSpec) -> str | None:
+    """The top-level package declaring the assignment, when it is not ``graders`` (another distribution's)."""
+    name = top_level(spec.package)
+    return None if name == PACKAGE_DIR.name else name
+
+
+def secret_paths(spec: AssignmentSpec) -> tuple[Path, ...]:
+    """What of an assignment must never reach a student: its reference module, notebook, answers, calibration.
+
+    The reference module counts as its whole top-level package when that package is not the one
+    declaring the assignment (``stat101_reference``), else as the module alone (its file or folder).
+    """
+    found: list[Path] = []
+    if spec.reference_module:
+        package = spec.reference_package
+        location = module_location(spec.reference_module if package == top_level(spec.package) else package)
+        if location is not None:
+            found.append(location)
+    for declared in (spec.reference_notebook, spec.reference_answers, spec.calibration):
+        path = spec.reference_path(declared)
+        if path is not None and path.exists():
+            found.append(path.resolve())
+    return tuple(dict.fromkeys(found))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +220,11 @@ def write_bundle(assignment_id: str, out_dir: Path, template: Path | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = out_dir / f"{assignment_id}.ipynb"
     shutil.copyfile(template, notebook)
-    package = write_package(out_dir / DISTRIBUTION, harness_distribution())
+    spec = get_assignment(assignment_id)
+    own = own_package(spec)
+    extra = top_level_members(own, exclude=secret_paths(spec)) if own else []
+    dist = with_assignment(harness_distribution(), assignment_id, (own,) if own else ())
+    package = write_package(out_dir / DISTRIBUTION, dist, extra)
     archive = write_archive(package, out_dir / f"{DISTRIBUTION}.tar.gz")
     readme = out_dir / "README.md"
     readme.write_text(student_readme(assignment_id, notebook.name), encoding="utf-8")
@@ -141,21 +241,32 @@ def check_template(path: Path, assignment_id: str) -> None:
         raise BundleError(f"{path} has outputs: give students the clean template, not a run notebook")
 
 
-def write_package(target: Path, dist: Distribution) -> Path:
-    """A source tree ``pip`` can install: pyproject.toml and a copy of ``graders`` (no reference)."""
+def write_package(target: Path, dist: Distribution, extra: list[tuple[str, Path]] | None = None) -> Path:
+    """A source tree ``pip`` can install: pyproject.toml, a copy of ``graders`` (no reference) and ``extra``.
+
+    ``extra``: (path in the tree, file) of the other top-level packages ``dist.packages`` names.
+    """
     if target.exists():
         shutil.rmtree(target)
-    for source in package_files():
-        destination = target / "graders" / source.relative_to(PACKAGE_DIR)
+    members = [(f"graders/{p.relative_to(PACKAGE_DIR).as_posix()}", p) for p in package_files()] + list(extra or [])
+    for name, source in members:
+        destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
-    (target / "pyproject.toml").write_text(student_pyproject(dist), encoding="utf-8")
+    data = {package: tuple(sorted(name.split("/", 1)[1] for name, _ in extra or []
+                                  if name.startswith(f"{package}/") and not name.endswith(".py")))
+            for package in dist.packages}
+    (target / "pyproject.toml").write_text(student_pyproject(dist, data), encoding="utf-8")
     return target
 
 
-def student_pyproject(dist: Distribution) -> str:
+def student_pyproject(dist: Distribution, package_data: dict[str, tuple[str, ...]] | None = None) -> str:
+    """``package_data``: for each of ``dist.packages``, its data files (relative to it) to install."""
     dependencies = "".join(f'    "{r}",\n' for r in dist.requirements)
     data = ", ".join(f'"{glob}"' for glob in PACKAGE_DATA)
+    include = ", ".join(f'"{glob}"' for glob in ("graders*", *(g for p in dist.packages for g in (p, f"{p}.*"))))
+    other_data = "".join(f"{package} = [{', '.join(json.dumps(f) for f in files)}]\n"
+                         for package, files in (package_data or {}).items() if files)
     return (
         '[build-system]\nrequires = ["setuptools>=68", "wheel"]\nbuild-backend = "setuptools.build_meta"\n\n'
         f'[project]\nname = "{dist.name}"\nversion = "{dist.version}"\n'
@@ -164,8 +275,8 @@ def student_pyproject(dist: Distribution) -> str:
         '[project.scripts]\ngrade = "graders.cli:main"\n\n'
         f'[project.entry-points."{ENTRY_POINT_GROUP}"]\n'
         + "".join(f'{name} = "{value}"\n' for name, value in dist.assignments) + "\n"
-        '[tool.setuptools.packages.find]\ninclude = ["graders*"]\n\n'
-        f"[tool.setuptools.package-data]\ngraders = [{data}]\n"
+        f'[tool.setuptools.packages.find]\ninclude = [{include}]\n\n'
+        f"[tool.setuptools.package-data]\ngraders = [{data}]\n{other_data}"
     )
 
 
@@ -311,26 +422,46 @@ def secret_text(source: Path) -> SecretText:
     return SecretText(text, frozenset(), frozenset(code_windows(text)), frozenset())
 
 
-def secret_leaks(root: Path, reference: Path | None = None) -> list[str]:
-    """What of the reference package appears in the bundle at ``root`` (empty: nothing).
+def secret_sources(reference: Path | None = None, assignment_id: str | None = None) -> list[tuple[str, Path]]:
+    """(label, file) of every secret file to look for: the ``reference`` package's, and the assignment's own."""
+    roots: list[tuple[str, Path]] = []
+    reference = reference or reference_root()
+    if reference is not None:
+        roots.append(("reference", reference))
+    if assignment_id is not None:
+        roots.extend((path.name, path) for path in secret_paths(get_assignment(assignment_id)))
+    sources: dict[Path, str] = {}
+    for label, root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        for path in files:
+            sources.setdefault(path.resolve(), label if path == root else f"{label}/{path.relative_to(root).as_posix()}")
+    return [(label, path) for path, label in sources.items()]
+
+
+def secret_leaks(root: Path, reference: Path | None = None, assignment_id: str | None = None) -> list[str]:
+    """What of the reference material appears in the bundle at ``root`` (empty: nothing).
+
+    The reference material is the ``reference`` package (``reference``, else the installed one) and,
+    with ``assignment_id``, that assignment's own secret files (:func:`secret_paths`: its reference
+    module or package, notebook, answers, calibration), wherever its distribution keeps them.
 
     A leak is a reference file's exact content, a reference function's body (compared as syntax
     trees, so reformatting does not hide it), CODE_WINDOW consecutive lines of reference code or
     data, or a line of the reference's prose (answers, solution-notebook markdown).
     """
-    reference = reference or reference_root()
-    if reference is None:
-        raise BundleError("the reference package is not installed here: nothing to compare the bundle with")
+    sources = secret_sources(reference, assignment_id)
+    if not sources:
+        raise BundleError("no reference material is installed here: nothing to compare the bundle with")
+    secret_names = {"reference"} | {label.split("/", 1)[0] for label, _ in sources if "/" in label}  # secret folders
     texts = bundle_texts(root)
-    leaks = [f"{p.relative_to(root)} is a reference file" for p in texts if "reference" in p.relative_to(root).parts]
+    leaks = [f"{p.relative_to(root)} is a reference file" for p in texts if secret_names & set(p.relative_to(root).parts)]
     contents = set(texts.values())
     bodies = set().union(*(function_bodies(t) for p, t in texts.items() if p.suffix == ".py"))
     notebooks = [nbformat.reads(t, as_version=4) for p, t in texts.items() if p.suffix == ".ipynb"]
     bodies |= set().union(set(), *(function_bodies("\n".join(c.source for c in nb.cells if c.cell_type == "code")) for nb in notebooks))
     windows = set().union(*(code_windows(t) for t in texts.values()))
     prose = set().union(*(prose_lines(t) for t in texts.values()))
-    for source in sorted(p for p in reference.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        where = f"reference/{source.relative_to(reference)}"
+    for where, source in sources:
         secret = secret_text(source)
         if secret.text in contents:
             leaks.append(f"{where}: the whole file")

@@ -347,11 +347,11 @@ def run_pdf(args: argparse.Namespace) -> int:
 
 
 def run_student(args: argparse.Namespace) -> int:
-    from graders.bundle import BundleError, reference_root, secret_leaks, write_bundle
+    from graders.bundle import BundleError, secret_leaks, secret_sources, write_bundle
 
     try:
         bundle = write_bundle(args.assignment, args.out, args.template, args.force)
-        leaks = secret_leaks(bundle.root) if reference_root() is not None else []
+        leaks = secret_leaks(bundle.root, assignment_id=args.assignment) if secret_sources(None, args.assignment) else []
     except BundleError as error:
         raise UsageError(str(error)) from None
     if leaks:

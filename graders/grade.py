@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
-import importlib.util
 import platform
 import secrets
 import threading
@@ -78,13 +77,18 @@ def grade_submission(
         raise UsageError(f"{path}: no such file")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     started = time.monotonic()
-    student_copy = not config.public_only and not reference_available()
-    if student_copy:  # the student bundle: grade what can be graded here (the public checks), and say so first
-        config = replace(config, public_only=True)
+    student_copy = False
     try:
         submission = load_submission(path)
-        result = _grade_notebook(submission, config, seed, started, out_dir)
+        assignment = resolve_assignment(submission, config)
+        # the student bundle: grade what can be graded here (the public checks), and say so first
+        student_copy = not config.public_only and not reference_available(assignment)
+        if student_copy:
+            config = replace(config, public_only=True)
+        result = _grade_notebook(submission, assignment, config, seed, started, out_dir)
     except InvalidSubmission as error:
+        if not config.public_only and config.assignment and not reference_available(get_assignment(config.assignment)):
+            student_copy, config = True, replace(config, public_only=True)
         result = invalid_result(path, config, seed, str(error), time.monotonic() - started)
     except UsageError:
         raise
@@ -101,16 +105,13 @@ def grade_submission(
     return result
 
 
-def reference_available() -> bool:
-    """Whether the ``reference`` package (the solutions) can be imported: not in the student bundle."""
-    try:
-        return importlib.util.find_spec("reference") is not None
-    except (ImportError, ValueError):
-        return False
+def reference_available(assignment: AssignmentSpec) -> bool:
+    """Whether the assignment's own ``reference_module`` (its solution) can be imported: not in the student bundle."""
+    return assignment.reference_available()
 
 
-def _grade_notebook(submission: Submission, config: GradeConfig, seed: int, started: float, out_dir: Path | None) -> GradingResult:
-    assignment = resolve_assignment(submission, config)
+def _grade_notebook(submission: Submission, assignment: AssignmentSpec, config: GradeConfig, seed: int, started: float,
+                    out_dir: Path | None) -> GradingResult:
     data_view = sandbox_view(ensure_mnist(config.mnist_root))  # held-back digits stay out of it
     hidden = assignment.hidden_inputs(seed, data_view)
     workspace = Workspace.create(data_view, slot=_slot(), switch_user=config.sandbox)

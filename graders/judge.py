@@ -256,7 +256,7 @@ AT_GRADING_MESSAGE = "Runs at grading: a hidden check, not run by the public che
 
 PUBLIC_COPY_NOTE = ("This copy grades public checks only (it holds no reference solutions): hidden checks run when you "
                     "submit; `grade --public NOTEBOOK` does the same on purpose.")
-"""The one line ``grade`` says, first, where the ``reference`` package cannot be imported (the student bundle)."""
+"""The one line ``grade`` says, first, where the assignment's ``reference_module`` cannot be imported (the student bundle)."""
 
 
 def judge_part(rubric: Rubric, part_id: str, ctx: JudgeContext, public_only: bool) -> list[CheckResult]:

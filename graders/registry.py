@@ -30,6 +30,15 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def entry_point(assignment_id: str) -> metadata.EntryPoint:
+    """The entry point that registers ``assignment_id`` (its ``value`` and the distribution declaring it)."""
+    entry = _entry_points().get(assignment_id)
+    if entry is None:
+        get_assignment(assignment_id)  # raises UnknownAssignment naming the known ones
+        raise UnknownAssignment(f"unknown assignment {assignment_id!r}")
+    return entry
+
+
 def assignment_ids() -> tuple[str, ...]:
     """The ids of every installed assignment, sorted."""
     return tuple(sorted(_entry_points()))

@@ -11,7 +11,6 @@ inputs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -178,30 +177,27 @@ class ReportPage:
 # ---------------------------------------------------------------------------------------------
 # Reference material
 # ---------------------------------------------------------------------------------------------
-def reference_root() -> Path | None:
-    """The directory of the ``reference`` package, or None where it is not installed (student bundle)."""
-    try:
-        spec = importlib.util.find_spec("reference")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
+def reference_root(spec: AssignmentSpec | None) -> Path | None:
+    """The folder of the assignment's own reference package, or None where it is not installed (student bundle)."""
+    return spec.reference_root() if spec is not None and spec.reference_available() else None
 
 
 def load_reference(assignment: str, parts: tuple[PartSpec, ...], public_only: bool) -> ReferenceMaterial:
-    """The reference notebook (executed), written answers and reference tables the assignment declares, or why not."""
+    """The reference notebook (executed), written answers and reference tables the assignment declares, or why not.
+
+    Each is found where the assignment says: a path relative to its reference package, or an absolute one.
+    """
     if public_only:
         return ReferenceMaterial(unavailable="Graded in public mode (the checks you can run yourself): the reference "
                                              "solution is not part of it, so this page shows your work only.")
-    root = reference_root()
-    if root is None:
+    spec = _assignment(assignment)
+    root = reference_root(spec)
+    if spec is None or root is None:
         return ReferenceMaterial(unavailable="The reference solution is not installed here (a student bundle), so "
                                              "this page shows your work only.")
-    spec = _assignment(assignment)
-    path = root / spec.reference_notebook if spec is not None and spec.reference_notebook else None
+    path = spec.reference_path(spec.reference_notebook)
     notebook = nbformat.read(str(path), as_version=4) if path is not None and path.is_file() else None
-    answers_dir = root / spec.reference_answers if spec is not None and spec.reference_answers else None
+    answers_dir = spec.reference_path(spec.reference_answers)
     answers = {p.id: (answers_dir / f"{p.id}.md").read_text(encoding="utf-8")
                for p in parts if answers_dir is not None and (answers_dir / f"{p.id}.md").is_file()}
     tables = {p.id: table_view(table) for p in parts if p.reference_table for table in [p.reference_table(root)] if table}

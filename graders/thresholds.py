@@ -1,10 +1,10 @@
 """Pass marks for trained figures: the CONTRACT's value, lowered below the reference's worst run.
 
 An assignment declares its thresholds (:class:`graders.assignment.Threshold`) and a calibration
-file in the ``reference`` package holding min / median / max of each figure over many seeds of
-the reference solution. A threshold is never above the CONTRACT's and always
-``MARGIN`` below the reference's worst calibrated run, so a correct solution having an unlucky
-seed still passes.
+file in its own reference package (the top-level package of its ``reference_module``) holding
+min / median / max of each figure over many seeds of the reference solution. A threshold is
+never above the CONTRACT's and always ``MARGIN`` below the reference's worst calibrated run, so a
+correct solution having an unlucky seed still passes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from graders.assignment import AssignmentSpec
 
@@ -37,12 +38,21 @@ class CalibratedThreshold:
 
 
 def load_calibration(spec: AssignmentSpec) -> dict:
-    """The assignment's calibration data (empty when it declares none or the reference is not installed)."""
+    """The assignment's calibration data (empty when it declares none or its reference package is not installed).
+
+    A relative ``calibration`` is a resource of the assignment's own reference package
+    (:attr:`~graders.assignment.AssignmentSpec.reference_package`); an absolute one is a file.
+    """
     if spec.calibration is None:
         return {}
     try:
-        text = resources.files("reference").joinpath(*spec.calibration.split("/")).read_text()
-    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        if Path(spec.calibration).is_absolute():
+            text = Path(spec.calibration).read_text()
+        elif spec.reference_package is None:
+            return {}
+        else:
+            text = resources.files(spec.reference_package).joinpath(*spec.calibration.split("/")).read_text()
+    except (FileNotFoundError, ModuleNotFoundError, OSError, TypeError):
         return {}
     return json.loads(text)
 

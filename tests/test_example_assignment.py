@@ -7,10 +7,10 @@ the ``grade`` processes these tests start: installing it into the running enviro
 every other test that iterates over the installed assignments (tests/test_cli.py's README and
 contract tables) see a third assignment. Every test drives the real ``grade`` command.
 
-The student bundle and the Gradescope zip are built, but they carry only the ``graders`` package
-and this project's entry points (graders/bundle.py, graders/autograder.py), so an assignment from
-another distribution is not inside them yet: those two assertions are strict xfails until the
-engine ships it (docs/authoring.md, "Where the packages are").
+The student bundle carries the example's package (not its reference) with its entry point, and is
+installed and used (``grade --public``, ``check``) with nothing else of the example on the path; the
+Gradescope zip's wheel carries the package and its reference, and grades the reference notebook at
+full marks (hidden checks included) with nothing else of the example on the path.
 """
 
 from __future__ import annotations
@@ -145,16 +145,77 @@ def test_grade_student_writes_the_template_and_the_checks(demo_env, tmp_path):
     assert "demo_linreg_reference" not in {p.name for p in out.rglob("*")}, "the reference solution never ships"
 
 
-@pytest.mark.xfail(strict=True, reason="graders/bundle.py copies only the graders package and this project's entry "
-                                       "points: an assignment from another distribution is not in the student bundle")
+def _install(source: Path, target: Path) -> Path:
+    """``pip install --no-deps --target`` (offline where setuptools is here to build a source tree)."""
+    offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *offline, "--target", str(target), str(source)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    return target
+
+
+def _only(site: Path) -> dict[str, str]:
+    """An environment that finds the example only in ``site`` (not in the private install of ``demo_env``)."""
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(site)}
+
+
+LOCAL_CHECK = """
+import json, sys, torch
+from graders.local import run_local_checks
+ns = {
+    "mse_loss": lambda w, X, y: ((X @ w - y) ** 2).mean(),
+    "mse_gradient": lambda w, X, y: 2.0 / len(y) * X.T @ (X @ w - y),
+}
+reports = run_local_checks(ns, "LR2")
+print(json.dumps([[c.name, c.passed] for r in reports for c in r.results]))
+"""
+
+
 def test_the_student_bundle_carries_the_example_package(demo_env, tmp_path):
     out = tmp_path / "bundle"
-    assert grade(demo_env, "student", ASSIGNMENT, "-o", str(out)).returncode == 0
+    run = grade(demo_env, "student", ASSIGNMENT, "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "checked: no reference" in run.stdout, "the leak scan ran"
     with tarfile.open(out / "nbgrade-ml.tar.gz") as archive:
         names = archive.getnames()
         pyproject = archive.extractfile("nbgrade-ml/pyproject.toml").read().decode()
     assert any(f"/{PACKAGE}/rubric.py" in n for n in names) and any(f"/{PACKAGE}/probes.py" in n for n in names)
+    assert any(n.endswith(f"/{PACKAGE}/template/{ASSIGNMENT}.ipynb") for n in names)
+    assert not any("demo_linreg_reference" in n for n in names), "the reference solution never ships"
     assert f'{ASSIGNMENT} = "{PACKAGE}:ASSIGNMENT"' in pyproject
+    # installed on its own, the bundle knows the assignment: grade --public and check() work from it
+    site = _install(out / "nbgrade-ml", tmp_path / "student-site")
+    assert (site / PACKAGE / "template" / f"{ASSIGNMENT}.ipynb").is_file() and not (site / "demo_linreg_reference").exists()
+    env = _only(site)
+    notebook = tmp_path / "mine.ipynb"
+    shutil.copy(REFERENCE_NOTEBOOK, notebook)
+    public = subprocess.run([sys.executable, "-m", "graders.cli", str(notebook), "--seed", "7", "--out", str(tmp_path / "pub")],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert public.returncode == 0, public.stderr
+    grading = json.loads((tmp_path / "pub" / "grading.json").read_text())
+    assert grading["assignment"] == ASSIGNMENT
+    checks = {c["name"]: c for p in grading["parts"] for c in p["checks"]}
+    if importlib.util.find_spec("demo_linreg_reference") is None:  # (installed into this environment, it is found anyway)
+        assert grading["public_only"], "the bundle holds no reference: public checks only, said first"
+        assert checks["weights_reach_least_squares"]["outcome"] == "at_grading"
+    assert all(c["outcome"] == "passed" for name, c in checks.items() if name != "weights_reach_least_squares"), checks
+    local = subprocess.run([sys.executable, "-c", LOCAL_CHECK], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout.splitlines()[-1]) == [["mse_gradient_matches_autograd", True]]
+
+
+def test_the_leak_scan_covers_the_examples_own_reference(demo_env, tmp_path):
+    """The scan can fail on this assignment's secret: its solution planted in the bundle's copy of its package."""
+    out = tmp_path / "bundle"
+    assert grade(demo_env, "student", ASSIGNMENT, "-o", str(out)).returncode == 0
+    solution = (EXAMPLE / "demo_linreg_reference" / "__init__.py").read_text()
+    (out / "nbgrade-ml" / PACKAGE / "helper.py").write_text(solution.replace("def ", "def renamed_"))
+    scan = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from graders.bundle import secret_leaks; "
+         f"print(json.dumps(secret_leaks(__import__('pathlib').Path(sys.argv[1]), assignment_id={ASSIGNMENT!r})))", str(out)],
+        env=demo_env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert scan.returncode == 0, scan.stderr
+    leaks = json.loads(scan.stdout)
+    assert any(leak.startswith("demo_linreg_reference/__init__.py: a function body") for leak in leaks), leaks
 
 
 def _zip(demo_env: dict[str, str], tmp_path: Path) -> Path:
@@ -173,21 +234,32 @@ def test_grade_gradescope_builds_a_zip_for_the_example(demo_env, tmp_path):
     assert config["assignment"] == ASSIGNMENT and [p[0] for p in config["parts"]] == ["LR1", "LR2", "LR3"]
 
 
-@pytest.mark.xfail(strict=True, reason="graders/autograder.py's wheel holds graders and reference with this project's "
-                                       "entry points: the example's package is not in the zip, so the container cannot grade it")
 def test_the_gradescope_zip_carries_the_example_package(demo_env, tmp_path):
     with zipfile.ZipFile(_zip(demo_env, tmp_path)) as archive:
         inner = {name: archive.read(name) for name in archive.namelist() if name.endswith(".whl")}
-    members, entry_points = [], ""
-    for name, data in inner.items():
-        path = tmp_path / name
-        path.write_bytes(data)
-        with zipfile.ZipFile(path) as wheel:
-            members += wheel.namelist()
-            entry_points += "".join(wheel.read(n).decode() for n in wheel.namelist() if n.endswith("entry_points.txt"))
+        setup = archive.read("setup.sh").decode()
+    (name, data), = inner.items()
+    wheel = tmp_path / name
+    wheel.write_bytes(data)
+    with zipfile.ZipFile(wheel) as archive:
+        members = archive.namelist()
+        entry_points = "".join(archive.read(n).decode() for n in members if n.endswith("entry_points.txt"))
     assert f"{PACKAGE}/rubric.py" in members and f"{PACKAGE}/probes.py" in members
     assert "demo_linreg_reference/__init__.py" in members, "the container grades hidden checks with the reference"
+    assert not any(n.endswith(".ipynb") for n in members), "no notebook (template or executed solution) in the container"
     assert f"{ASSIGNMENT} = {PACKAGE}:ASSIGNMENT" in entry_points
+    assert '"demo_linreg_reference"' in setup, "setup.sh makes the reference readable by root only"
+    # the wheel alone grades the reference notebook at full marks, the hidden check with the shipped reference
+    env = _only(_install(wheel, tmp_path / "container-site"))
+    out = tmp_path / "graded"
+    run = subprocess.run([sys.executable, "-m", "graders.cli", str(REFERENCE_NOTEBOOK), "--seed", "7", "--out", str(out)],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    grading = json.loads((out / "grading.json").read_text())
+    assert not grading["public_only"] and grading["assignment"] == ASSIGNMENT
+    assert all(p["score"] == p["max_score"] for p in grading["parts"]), [(p["id"], p["score"]) for p in grading["parts"]]
+    checks = {c["name"]: c for p in grading["parts"] for c in p["checks"]}
+    assert checks["weights_reach_least_squares"]["outcome"] == "passed"
 
 
 def test_grade_pdf_prints_the_reference_notebook(demo_env, tmp_path):

@@ -167,7 +167,7 @@ def test_public_mode_and_a_missing_reference_package_show_no_reference_column_an
     public = write_report(replace(result, public_only=True), out).read_text()
     assert "Reference solution" not in public and "Reference answer" not in public
     assert "Graded in public mode" in public
-    monkeypatch.setattr("graders.report.reference_root", lambda: None)
+    monkeypatch.setattr("graders.report.reference_root", lambda spec: None)
     bundle = write_report(result, out).read_text()
     assert "Reference solution" not in bundle and "is not installed here" in bundle
 

@@ -172,7 +172,7 @@ def test_item3_without_the_reference_grade_runs_public_checks_and_says_so_first(
     import graders.grade
     from graders.cli import main
 
-    monkeypatch.setattr(graders.grade, "reference_available", lambda: False)
+    monkeypatch.setattr(graders.grade, "reference_available", lambda assignment: False)
     path = tmp_path / "my.ipynb"
     path.write_text("not a notebook")
     assert main([str(path), "--assignment", "csci145-ps6", "--no-report"]) == 0

@@ -15,7 +15,8 @@ python3 -m venv @VENV@
 mkdir -p @CACHE@
 NBGRADE_CACHE=@CACHE@ @VENV@/bin/grade data
 chmod -R a+rX @CACHE@ @VENV@
-# Only root (the grader) reads the harness, the reference solutions and this directory; the
-# students' kernels run as another user.
+# Only root (the grader) reads the harness, the assignment's packages, the reference solutions and
+# this directory; the students' kernels run as another user.
 SITE=$(@VENV@/bin/python -c "import graders, os; print(os.path.dirname(os.path.dirname(graders.__file__)))")
-chmod 700 "$SITE/graders" "$SITE/reference" "$SOURCE"
+for NAME in @TOP_LEVEL@; do chmod 700 "$SITE/$NAME"; done
+chmod 700 "$SOURCE"

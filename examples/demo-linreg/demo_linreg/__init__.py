@@ -15,7 +15,6 @@ from graders.assignment import AssignmentSpec, AutograderBudget, ReferenceRun
 from demo_linreg.rubric import RUBRIC, hidden_inputs
 
 HERE = Path(__file__).resolve().parent
-REFERENCE = HERE.parent / "demo_linreg_reference"
 
 ASSIGNMENT = AssignmentSpec(
     id="demo-linreg",
@@ -29,8 +28,8 @@ ASSIGNMENT = AssignmentSpec(
     budget=AutograderBudget(notebook_seconds=120, cell_seconds=60, probe_seconds=30, container_memory_mb=768,
                             measured=ReferenceRun(limit_mb=768, cpu=0.5, peak_mb=385, seconds=12, runs=3)),
     reference_module="demo_linreg_reference",
-    # Paths of reference material are joined to the `reference` package's folder (graders/report.py);
-    # an absolute path is kept as it is, so the notebook can live in this distribution.
-    reference_notebook=str(REFERENCE / "demo-linreg.ipynb"),
+    # Paths of reference material are relative to the reference module's top-level package
+    # (demo_linreg_reference/, installed with it as package data); an absolute path is kept as it is.
+    reference_notebook="demo-linreg.ipynb",
     template=HERE / "template" / "demo-linreg.ipynb",
 )
