@@ -43,8 +43,10 @@ from graders.workspace import Workspace, hidden_directories, python_installation
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TIMEOUT_ENAME = "CellTimeoutError"
-MAX_MESSAGE_BYTES = 16 * 2**20
-"""A kernel message larger than this is dropped by the grader's socket (zmq MAXMSGSIZE)."""
+MAX_MESSAGE_BYTES = 4 * 2**20
+"""A kernel message larger than this is dropped by the grader's socket (zmq MAXMSGSIZE) before it is
+parsed: no output that large could be kept (a cell keeps at most ``Limits.max_output_chars``), and
+with at most :data:`MAX_QUEUED_MESSAGES` in flight the grader never holds more than 256 MB of them."""
 MAX_QUEUED_MESSAGES = 64
 """Messages the grader's sockets queue before the kernel's further output is dropped (zmq RCVHWM)."""
 IOPUB_TIMEOUT = 5

@@ -782,7 +782,7 @@ _UNCOUNTED_REPORT = 'import json\nprint("ATTACK-UNCOUNTED", json.dumps({"sent": 
 
 
 def uncounted_output_cells(chars: int = 12_000_000, each: int = 8) -> list[Cell]:
-    """Display messages (under the grader's 16 MB message limit) whose text sits where the caps do not count it."""
+    """Display messages (12 M characters each: past the grader's 4 MB message limit, refused before they are parsed)."""
     return [*CORRECT_2A, _UNCOUNTED_OUTPUT.format(chars=chars, each=each), _UNCOUNTED_REPORT]
 
 
