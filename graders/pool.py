@@ -348,7 +348,11 @@ def grade_request(request: dict, config: GradeConfig) -> dict:
 
 
 def preload(config: GradeConfig) -> None:
-    """Import what every grading needs (grader, torch, the assignment's reference) once, before the first submission."""
+    """Import what every grading needs (grader, torch) once, before the first submission.
+
+    The assignment's reference solution is not among them: the judge imports it when a check first
+    uses it (:class:`graders.grade.LazyReference`), and no built-in check does (benchmarks/README.md).
+    """
     import graders.grade  # noqa: F401
     from graders.mnist import ensure_mnist
 
@@ -359,14 +363,6 @@ def preload(config: GradeConfig) -> None:
     except ImportError:
         pass
     ensure_mnist(config.mnist_root)
-    if config.assignment:  # otherwise the reference is imported by the first submission that needs it
-        import importlib
-
-        from graders.registry import get_assignment
-
-        module = get_assignment(config.assignment).reference_module
-        if module:
-            importlib.import_module(module)
 
 
 def watch_parent(parent: int) -> None:
