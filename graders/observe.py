@@ -29,6 +29,7 @@ from graders.execute import ExecutedNotebook
 from graders.hostfs import ReadLimits, make_directory, open_directory, read_probe_output, save_array_file, write_new_file
 from graders.kernel import kernel_source
 from graders.kernel_session import CellRun, CellStatus, KernelSession
+from graders.safetext import one_line
 
 WARM_UP_SECONDS = 60.0
 """Time the probes' own imports (torch, torchvision) may take in the kernel, outside every part's limit."""
@@ -93,7 +94,7 @@ class PartObservation:
         if self.secret:  # the held-back digits were in reach: the class if it is Python's or a library's, a few words
             kind = str(error.get("type", ""))
             return {"type": kind if kind in _KNOWN_EXCEPTIONS else "an exception of the notebook's own class",
-                    "message": quotable(str(error.get("message", "")), 80, run=12)}
+                    "message": quotable(str(error.get("message", "")), 80, run=12, single_line=True)}
         limits = {"type": 40, "message": 300, "traceback": 4000}
         return {k: quotable(str(error.get(k, "")), limits.get(k, 300)) for k in ("type", "message", "traceback")
                 if k in error}
@@ -108,9 +109,9 @@ _KNOWN_EXCEPTIONS = frozenset({
 """Exception classes a message may name even after secret inputs were in reach (not the notebook's own)."""
 
 
-def quotable(text: str, limit: int, run: int = 32) -> str:
+def quotable(text: str, limit: int, run: int = 32, single_line: bool = False) -> str:
     """``text`` with every run of more than ``run`` non-space characters cut to its start, then capped."""
-    text = re.sub(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+", " ⏎ ", text) if run < 32 else text
+    text = one_line(text) if single_line else text
     return re.sub(rf"\S{{{run + 1},}}", lambda match: match.group(0)[: run // 2] + "…", text)[:limit]
 
 

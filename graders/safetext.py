@@ -59,6 +59,15 @@ def clean_text(text: Any, limit: int | None = None, lenient: bool = False) -> st
     return _UNSAFE.sub(REPLACEMENT, text)
 
 
+_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+LINE_BREAK_MARK = " ⏎ "
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: every run of line breaks (Unicode's too) becomes a visible mark."""
+    return _LINE_BREAKS.sub(LINE_BREAK_MARK, text)
+
+
 def is_clean(text: str, lenient: bool = False) -> bool:
     if lenient:
         return _UNSTORABLE.search(text) is None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import sys
 from pathlib import Path
 
 from graders.check_text import Audience, describe_check
 from graders.result import GradingResult, PartResult
+from graders.safetext import LINE_BREAK_MARK, one_line
 
 
 def ran_checks(part: PartResult) -> list:
@@ -41,14 +40,6 @@ def public_totals(result: GradingResult) -> tuple[float, float, float]:
     return result.score, public, result.max_score - public
 
 
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
-
-
-def one_line(text: str) -> str:
-    """Text from a notebook on one line of the table: a line break it holds cannot start a forged row."""
-    return _LINE_BREAKS.sub(" ⏎ ", text)
-
-
 def _check_lines(text: str) -> list[str]:
     """A check's lines, each indented under its part: a line break inside a message joins, never starts a row."""
     lines: list[str] = []
@@ -56,7 +47,7 @@ def _check_lines(text: str) -> list[str]:
         if not line.strip():
             continue
         if lines and not line.startswith("        "):
-            lines[-1] += " ⏎ " + line.strip()
+            lines[-1] += LINE_BREAK_MARK + line.strip()
         else:
             lines.append(one_line(line))
     return lines
