@@ -35,7 +35,6 @@ import hashlib
 import re
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -50,12 +49,7 @@ from graders.bundle import (
     with_assignment,
 )
 from graders.config import Limits
-from graders.gradescope_run import (  # re-exported: the container side, which this module packs
-    MAX_RESULTS_BYTES,
-    AutograderConfig,
-    run_autograder,
-    shrink,
-)
+from graders.gradescope_run import AutograderConfig
 from graders.registry import ENTRY_POINT_GROUP, all_assignments, get_assignment
 
 VENV = "/opt/nbgrade-venv"

@@ -19,7 +19,6 @@ import ast
 import contextlib
 import functools
 import inspect
-import json
 import random
 import secrets
 import sys

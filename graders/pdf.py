@@ -38,13 +38,13 @@ from typing import Any, Callable, Mapping
 from markupsafe import escape
 from nbformat import NotebookNode
 
-from graders.config import GradeConfig, Limits
+from graders.config import GradeConfig
 from graders.assignment import AssignmentSpec, PartSpec
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment
 from graders.registry import get_assignment
 from graders.render import PDF_LIMITS, CellFragment, RenderLimits, render_cells, template_environment
 from graders.result import GradingResult
-from graders.submission import InvalidSubmission, Submission, load_submission
+from graders.submission import Submission, load_submission
 
 CHROMIUM_ENV = "NBGRADE_CHROMIUM"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

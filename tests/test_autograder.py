@@ -26,8 +26,8 @@ from graders.autograder import (
     AutograderConfig,
     autograder_config,
     build_zip,
-    shrink,
 )
+from graders.gradescope_run import shrink
 from graders.choose import choose_notebook
 from graders.mnist import default_cache_dir
 from tests.conftest import REFERENCE_NOTEBOOKS, make_notebook, write_notebook

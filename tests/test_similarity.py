@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 
 import nbformat
 import pytest

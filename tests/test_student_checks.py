@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from graders.checks import CheckResult, Outcome
-from graders.judge import AT_GRADING_MESSAGE, PUBLIC_COPY_NOTE
+from graders.judge import PUBLIC_COPY_NOTE
 from graders.local import format_reports, run_local_checks, session_inputs
 from graders.result import ExecutionSummary, GradingResult, PartResult
 from graders.registry import get_assignment
