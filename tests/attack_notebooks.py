@@ -17,14 +17,18 @@ import secrets
 import shutil
 import stat
 import tempfile
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
 import nbformat
+import pytest
 
-from tests.hostile_corpus import CORRECT_2A, Cell, notebook
+from graders.config import GradeConfig
+from graders.sandbox import is_root
+
+from tests.conftest import fast_config
+from tests.hostile_corpus import CORRECT_2A, Cell, Sampler, notebook
 
 SANDBOX_UIDS = range(61000, 61000 + 4000)
 """The uids the grader gives kernels (``SANDBOX_UID_BASE`` … + ``SANDBOX_SLOTS``)."""
@@ -642,6 +646,26 @@ def write_cells(cells: list[Cell], path: Path) -> Path:
     return path
 
 
+SEED = 12345
+needs_root = pytest.mark.skipif(not is_root(), reason="the attack targets the root grader's sandbox (uid switch, new root)")
+
+
+def config(assignment: str = "csci145-ps6", **limits: object) -> GradeConfig:
+    """Short limits for an attack notebook (any ``Limits`` field may be overridden)."""
+    base = fast_config(cell_timeout=limits.pop("cell_timeout", 30), total_timeout=limits.pop("total_timeout", 150),
+                       probe_timeout=limits.pop("probe_timeout", 30), seed=SEED, write_report=False)
+    return replace(base, assignment=assignment, limits=replace(base.limits, **limits))
+
+
+def grade(cells: list[Cell], tmp_path: Path, cfg: GradeConfig | None = None, name: str = "submission.ipynb"):
+    """Grade the attack's cells; (GradingResult, out_dir)."""
+    from graders.grade import grade_submission
+
+    path = write_cells(cells, tmp_path / name)
+    out = tmp_path / (path.stem + ".graded")
+    return grade_submission(path, cfg or config(), out_dir=out), out
+
+
 def printed(out_dir: Path, marker: str) -> list[str]:
     """Lines starting with ``marker`` that the graded run printed (from executed.ipynb)."""
     nb = nbformat.read(str(out_dir / "executed.ipynb"), as_version=4)
@@ -718,30 +742,15 @@ def sandbox_owned(roots: Iterable[tuple[Path, int]]) -> set[str]:
     return found
 
 
-class DiskSampler:
+class DiskSampler(Sampler):
     """Samples the free space of one filesystem every 50 ms while the ``with`` block runs."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __enter__(self) -> "DiskSampler":
-        self.before = self.lowest = shutil.disk_usage(self.path).free
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            self.lowest = min(self.lowest, shutil.disk_usage(self.path).free)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__(lambda: shutil.disk_usage(path).free, 0.05, keep=min)
 
     @property
     def drop_mb(self) -> float:
-        return (self.before - self.lowest) / 2**20
+        return (self.before - self.extreme) / 2**20
 
 
 # =============================================================================================

@@ -12,7 +12,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import nbformat
 from nbformat import NotebookNode
@@ -360,24 +360,42 @@ def rss_anon_mb() -> float:
     return 0.0
 
 
-class PeakMemory:
-    """Samples this process's RssAnon every 20 ms while the ``with`` block runs."""
+class Sampler:
+    """Reads ``read()`` every ``interval`` seconds while the ``with`` block runs; keeps the ``keep``-most value.
 
-    def __enter__(self) -> "PeakMemory":
-        self.before = self.peak = rss_anon_mb()
+    ``before`` is the reading at the start, ``extreme`` the highest (``keep=max``) or lowest (``min``) seen,
+    ``after`` the reading at the end.
+    """
+
+    def __init__(self, read: Callable[[], float], interval: float, keep: Callable[[float, float], float] = max) -> None:
+        self.read, self.interval, self.keep = read, interval, keep
+
+    def __enter__(self) -> "Sampler":
+        self.before = self.extreme = self.read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss_anon_mb())
+        while not self._stop.wait(self.interval):
+            self.extreme = self.keep(self.extreme, self.read())
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.after = rss_anon_mb()
+        self.after = self.read()
+
+
+class PeakMemory(Sampler):
+    """Samples this process's RssAnon every 20 ms while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        super().__init__(rss_anon_mb, 0.02)
+
+    @property
+    def peak(self) -> float:
+        return self.extreme
 
     @property
     def growth(self) -> float:

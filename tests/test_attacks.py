@@ -20,13 +20,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import graders.grade
-from graders.config import GradeConfig
 from graders.grade import grade_submission
-from graders.sandbox import is_root
 from tests.attack_notebooks import (
     ALLOWED_DEVICES,
     GraderMemory,
@@ -53,29 +50,17 @@ from tests.attack_notebooks import (
     surrogate_notebook_bytes,
     uncounted_output_cells,
     widget_state_cells,
-    write_cells,
+    config,
+    grade,
+    needs_root,
 )
-from tests.conftest import REPO, fast_config
-from tests.hostile_corpus import CORRECT_2A, notebook, part_scores, valid_results
+from tests.conftest import REPO
+from tests.hostile_corpus import CORRECT_2A, part_scores, valid_results
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the sandbox and these checks need Linux"),
 ]
-needs_root = pytest.mark.skipif(not is_root(), reason="the attack targets the root grader's sandbox (uid switch, new root)")
-SEED = 12345
-
-
-def config(**limits: object) -> GradeConfig:
-    base = fast_config(cell_timeout=limits.pop("cell_timeout", 30), total_timeout=limits.pop("total_timeout", 150),
-                       probe_timeout=limits.pop("probe_timeout", 30), seed=SEED, write_report=False)
-    return replace(base, assignment="csci145-ps6", limits=replace(base.limits, **limits))
-
-
-def grade(cells, tmp_path: Path, cfg: GradeConfig | None = None, name: str = "submission.ipynb"):
-    path = write_cells(cells, tmp_path / name)
-    out = tmp_path / (path.stem + ".graded")
-    return grade_submission(path, cfg or config(), out_dir=out), out
 
 
 def check_scores(result, part: str, words: str) -> list[float]:

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from graders.config import GradeConfig
 from graders.grade import grade_submission
-from graders.sandbox import is_root
-from tests.attack_notebooks import printed, printed_json, write_cells
+from tests.attack_notebooks import config, grade, needs_root, printed, printed_json
 from tests.attack_notebooks2 import (
     FORGED_TABLE_LINE,
     autograd_p1_cells,
@@ -37,55 +32,28 @@ from tests.attack_notebooks2 import (
     terminal_forge_cells,
     warm_up_killer_cells,
 )
-from tests.conftest import fast_config, make_notebook, write_notebook
-from tests.hostile_corpus import part_scores, valid_results
+from tests.conftest import make_notebook, write_notebook
+from tests.hostile_corpus import Sampler, part_scores, valid_results
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the sandbox and these checks need Linux"),
 ]
-needs_root = pytest.mark.skipif(not is_root(), reason="the attack targets the root grader's sandbox (uid switch, new root)")
-SEED = 12345
-
-
-def config(assignment: str = "csci145-ps6", **limits: object) -> GradeConfig:
-    base = fast_config(cell_timeout=limits.pop("cell_timeout", 30), total_timeout=limits.pop("total_timeout", 150),
-                       probe_timeout=limits.pop("probe_timeout", 30), seed=SEED, write_report=False)
-    return replace(base, assignment=assignment, limits=replace(base.limits, **limits))
-
-
-def grade(cells, tmp_path: Path, cfg: GradeConfig | None = None, name: str = "submission.ipynb"):
-    path = write_cells(cells, tmp_path / name)
-    out = tmp_path / (path.stem + ".graded")
-    return grade_submission(path, cfg or config(), out_dir=out), out
 
 
 def killed_for_memory(result) -> bool:
     return any(issue.status == "killed" and "memory" in issue.summary for issue in result.execution.issues)
 
 
-class ShmemSampler:
+class ShmemSampler(Sampler):
     """The host's peak Shmem growth (MB) while grading runs."""
 
-    def __enter__(self) -> "ShmemSampler":
-        self.base = host_shmem_mb()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, host_shmem_mb())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(2)
+    def __init__(self) -> None:
+        super().__init__(host_shmem_mb, 0.1)
 
     @property
     def growth(self) -> float:
-        return self.peak - self.base
+        return self.extreme - self.before
 
 
 # ---------------------------------------------------------------------------------------------

@@ -370,30 +370,32 @@ def fake_autograder_root(tmp_path: Path) -> Path:
     return root
 
 
-def test_run_autograder_writes_valid_results_when_the_harness_dies_mid_write(tmp_path):
+def run_with_harness(tmp_path: Path, script: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """run_autograder in a fake /autograder whose harness is the shell ``script`` (Gradescope's view of it)."""
     root = fake_autograder_root(tmp_path)
     harness = tmp_path / "python"
-    harness.write_text("#!/bin/sh\nprintf '%s' '{\"score\": 90, \"tests\": [{\"name\": \"1A' > \"$AUTOGRADER_ROOT/results/results.json\"\n"
-                       "echo 'grader: killed while writing' >&2\nkill -9 $$\n")
+    harness.write_text(script)
     harness.chmod(0o755)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "NBGRADE_PYTHON": str(harness)}
     run = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=120, cwd=root)
     assert run.returncode == 0, run.stderr[-2000:]
-    data = valid_results(root / "results" / "results.json")
+    return run, root / "results" / "results.json"
+
+
+def test_run_autograder_writes_valid_results_when_the_harness_dies_mid_write(tmp_path):
+    run, results = run_with_harness(
+        tmp_path, "#!/bin/sh\nprintf '%s' '{\"score\": 90, \"tests\": [{\"name\": \"1A' > \"$AUTOGRADER_ROOT/results/results.json\"\n"
+                  "echo 'grader: killed while writing' >&2\nkill -9 $$\n")
+    data = valid_results(results)
     assert data["score"] == 0 and "was killed" in data["output"] and "killed while writing" in run.stdout
     assert sum(t["max_score"] for t in data["tests"]) == 90
 
 
 def test_run_autograder_replaces_complete_but_invalid_results(tmp_path):
-    root = fake_autograder_root(tmp_path)
-    harness = tmp_path / "python"
-    harness.write_text("#!/bin/sh\nprintf '%s' '{\"score\": NaN, \"execution_time\": 1, \"output\": \"\\ud800\", \"tests\": []}' "
-                       "> \"$AUTOGRADER_ROOT/results/results.json\"\nexit 0\n")
-    harness.chmod(0o755)
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "NBGRADE_PYTHON": str(harness)}
-    run = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=120, cwd=root)
-    assert run.returncode == 0, run.stderr[-2000:]
-    data = valid_results(root / "results" / "results.json")
+    _run, results = run_with_harness(
+        tmp_path, "#!/bin/sh\nprintf '%s' '{\"score\": NaN, \"execution_time\": 1, \"output\": \"\\ud800\", \"tests\": []}' "
+                  "> \"$AUTOGRADER_ROOT/results/results.json\"\nexit 0\n")
+    data = valid_results(results)
     assert data["score"] == 0 and "wrote no valid result" in data["output"]
 
 
