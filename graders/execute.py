@@ -29,13 +29,13 @@ from graders.kernel_session import (  # re-exported: the names callers have alwa
     OutputTail,
     text_size,
 )
-from graders.processes import describe_exit, kill_processes, processes_of, read_anon_kb
+from graders.processes import describe_exit, kill_processes, processes_of, read_private_kb
 from graders.workspace import Workspace, claim_uid, hidden_directories, python_installation
 
 __all__ = [
     "TIMEOUT_ENAME", "CappedClient", "CellRun", "CellStatus", "ExecutedNotebook", "ExecutionStatus", "KernelSession",
     "KillReason", "OutputTail", "Workspace", "claim_uid", "describe_exit", "execute_notebook", "hidden_directories",
-    "kill_processes", "processes_of", "python_installation", "read_anon_kb", "student_code_cells", "text_size",
+    "kill_processes", "processes_of", "python_installation", "read_private_kb", "student_code_cells", "text_size",
 ]
 
 

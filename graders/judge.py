@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
-from nbformat import NotebookNode
 
 from graders.assignment import ObservedKey
 from graders.checks import CheckFailure, CheckSpec, Rubric, fail, not_run
@@ -319,7 +318,3 @@ def name_mistake(
 def shape_text(array: np.ndarray | tuple) -> str:
     shape = array.shape if hasattr(array, "shape") else tuple(array)
     return "×".join(str(s) for s in shape) if len(shape) else "scalar"
-
-
-def cell_notebook(executed: ExecutedNotebook) -> NotebookNode:
-    return executed.notebook

@@ -36,7 +36,7 @@ from nbformat import NotebookNode
 
 from graders.config import Limits
 from graders.kernel import kernel_source
-from graders.processes import describe_exit, kill_processes, processes_of, read_anon_kb, unmapped_memfd_kb
+from graders.processes import describe_exit, kill_processes, processes_of, read_private_kb, unmapped_memfd_kb
 from graders.sandbox import SandboxSpec, isolated_python
 from graders.workspace import Workspace, hidden_directories, python_installation
 
@@ -569,9 +569,9 @@ class KernelSession:
         disk_kb = self.written_kb()
         self.peak_disk_kb = max(self.peak_disk_kb, disk_kb)
         # Private and shared memory of every process, memfd files kept open, and the sandbox's files (tmpfs: RAM)
-        anon_kb = sum(read_anon_kb(pid) for pid in pids) + unmapped_memfd_kb(pids) + disk_kb
-        self.peak_rss_kb = max(self.peak_rss_kb, anon_kb)
-        if anon_kb > self.limits.memory_mb * 1024:
+        used_kb = sum(read_private_kb(pid) for pid in pids) + unmapped_memfd_kb(pids) + disk_kb
+        self.peak_rss_kb = max(self.peak_rss_kb, used_kb)
+        if used_kb > self.limits.memory_mb * 1024:
             files = f" (with {disk_kb // 1024} MB of files it wrote)" if disk_kb >= 1024 else ""
             self.kill(KillReason.MEMORY, f"the kernel used more than {self.limits.memory_mb} MB of memory{files} and was stopped")
 

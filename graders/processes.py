@@ -14,7 +14,7 @@ import signal
 import time
 
 
-def read_anon_kb(pid: int) -> int:
+def read_private_kb(pid: int) -> int:
     """Private memory of one process: its proportional share of anonymous and shared-memory pages.
 
     Forked children (DataLoader workers, a fork bomb) share their parent's pages copy-on-write;
@@ -69,9 +69,6 @@ def _resident_kb(pid: int) -> int:
         return psutil.Process(pid).memory_info().rss // 1024
     except psutil.Error:
         return 0
-
-
-read_rss_anon_kb = read_anon_kb
 
 
 def processes_of(kernel_pid: int | None, uid: int | None) -> list[int]:
