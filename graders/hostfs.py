@@ -18,9 +18,11 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are handled: the sandbox launcher uses this module too
+    import numpy as np
+
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -91,8 +93,8 @@ def read_regular_file(directory_fd: int, name: str, max_bytes: int, owner: int |
         os.close(fd)
 
 
-def write_new_file(directory_fd: int, name: str, data: bytes, mode: int = 0o644) -> None:
-    """Create ``name`` (never an existing entry, never through a link) and write ``data`` to it."""
+def write_new_file(directory_fd: int, name: str, data: bytes, mode: int = 0o644, owner: int | None = None) -> None:
+    """Create ``name`` (never an existing entry, never through a link), write ``data``, give it to ``owner``."""
     if not safe_name(name):
         raise UnsafeEntry(f"refusing file name {name!r}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -101,6 +103,8 @@ def write_new_file(directory_fd: int, name: str, data: bytes, mode: int = 0o644)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        if owner is not None:
+            os.fchown(fd, owner, owner)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
@@ -120,6 +124,8 @@ def make_directory(parent_fd: int, name: str, mode: int = 0o755, owner: int | No
 
 def save_array_file(directory_fd: int, name: str, array: np.ndarray) -> None:
     """Write ``array`` as ``name.npy`` (no pickles) into a folder the kernel cannot write."""
+    import numpy as np
+
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     write_new_file(directory_fd, f"{name}.npy", buffer.getvalue())
@@ -152,6 +158,8 @@ def load_json_object(data: bytes | None) -> dict[str, Any] | None:
 
 def load_array(data: bytes, max_bytes: int) -> np.ndarray | None:
     """An ``.npy`` array from bytes, after checking its header: plain numeric dtype, declared size ≤ max."""
+    import numpy as np
+
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)

@@ -67,8 +67,9 @@ class SandboxSpec:
     new_root: bool = True
     """Run the kernel in a new root that holds only what it needs (Linux, namespaces available)."""
     disk_bytes: int = 1024 * 2**20
-    """Everything the kernel can write in the new root (its folder, HOME, ``/tmp``, ``/dev/shm``, the
-    probes' outputs) is one tmpfs of this size: the host's disk never receives a byte from it."""
+    """Everything the kernel can write in the new root (its folder, HOME, ``/tmp``, ``/dev/shm``) is one
+    tmpfs of this size (the probes' outputs another, of :data:`OUTPUT_BYTES`): the host's disk never
+    receives a byte from it."""
     private: str = ""
     """The grader's private directory (hidden from the kernel), where the new root is assembled."""
     data: str = ""
@@ -228,8 +229,6 @@ def _hide(libc: ctypes.CDLL, directories: tuple[str, ...], root: str, report: Sa
             report.hidden.append(directory)
 
 
-SANDBOX_ENTRIES = ("work", "home", "data", "ipc", "run", "inputs", "out")
-"""What the sandbox folder holds in the new root (see :class:`graders.execute.Workspace`)."""
 WRITABLE = ("work", "home", "tmp", "shm")
 """Folders of the one quota tmpfs: the kernel's folder and HOME, /tmp, /dev/shm."""
 OUTPUT_BYTES = 256 * 2**20
@@ -338,8 +337,7 @@ def _sandbox_folder(libc: ctypes.CDLL, spec: SandboxSpec, inside: str, writable:
         "inputs": (os.path.join(host, "inputs"), True),
         "ipc": (os.path.join(host, "ipc"), False),
     }
-    for name in SANDBOX_ENTRIES:
-        source, read_only = sources[name]
+    for name, (source, read_only) in sources.items():  # the folders of graders.workspace.Workspace
         if source and os.path.isdir(source):
             _bind(libc, source, _made(os.path.join(inside, name)), read_only=read_only)
 
@@ -422,23 +420,18 @@ def hand_over_connection_file(argv: list[str], handover: str, uid: int | None) -
         return argv
     position = argv.index("-f") + 1
     source = argv[position]
+    from graders.hostfs import open_directory, write_new_file
+
     with open(source, "rb") as handle:
         content = handle.read(65536)
-    folder = os.open(handover, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    name = os.path.basename(source)
+    folder = open_directory(handover)
     try:
-        name = os.path.basename(source)
         try:
-            os.unlink(name, dir_fd=folder)
+            os.unlink(name, dir_fd=folder)  # a restart's: the folder is the grader's, nothing else is there
         except FileNotFoundError:
             pass
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400, dir_fd=folder)
-        try:
-            os.write(fd, content)
-            if uid is not None:
-                os.fchown(fd, uid, uid)
-            os.fchmod(fd, 0o400)
-        finally:
-            os.close(fd)
+        write_new_file(folder, name, content, mode=0o400, owner=uid)
     finally:
         os.close(folder)
     return [*argv[:position], os.path.join(handover, name), *argv[position + 1 :]]
