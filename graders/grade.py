@@ -30,7 +30,7 @@ from graders.outcome import CheckResult, Outcome
 from graders.parts import assign_cells, assignment_mismatch, detect_assignment, written_answer
 from graders.result import CellIssue, ExecutionSummary, GradingResult, PartResult, ResultStatus
 from graders.assignment import AssignmentSpec
-from graders.registry import get_assignment, sent_to_kernel
+from graders.registry import get_assignment, secret_parts, sent_to_kernel
 from graders.submission import InvalidSubmission, Submission, file_sha256, load_submission
 from graders.thresholds import thresholds_for
 from graders.workspace import Workspace
@@ -181,8 +181,7 @@ def run_kernel_stage(
     session = KernelSession(submission.runnable, workspace, config.limits, mnist_root, seed, sandbox=config.sandbox, hide=config.hide)
     source = assignment.probe_source()
     probed = assignment.probed_parts()
-    secret = tuple(p for p in probed if any(key.endswith("_grader_only") for key in hidden.get(p, {})))
-    plan = ProbePlan(source, sent_to_kernel(hidden, probed), secret)
+    plan = ProbePlan(source, sent_to_kernel(hidden, probed), secret_parts(hidden, probed))
 
     def work() -> None:
         try:

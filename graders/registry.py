@@ -75,9 +75,18 @@ def part_owners() -> dict[str, str]:
     return owners
 
 
+GRADER_ONLY = "_grader_only"
+"""Suffix of a hidden input that stays in the grader (labels of held-back data)."""
+
+
 def sent_to_kernel(hidden: dict[str, dict[str, Any]], part_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """The probes' inputs: every part's hidden values except those marked ``_grader_only``."""
     return {
-        part: {k: v for k, v in hidden.get(part, {}).items() if not k.endswith("_grader_only")}
+        part: {k: v for k, v in hidden.get(part, {}).items() if not k.endswith(GRADER_ONLY)}
         for part in part_ids
     }
+
+
+def secret_parts(hidden: dict[str, dict[str, Any]], part_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Parts whose inputs include data the sandbox must never see: those with a ``_grader_only`` value."""
+    return tuple(part for part in part_ids if any(key.endswith(GRADER_ONLY) for key in hidden.get(part, {})))
